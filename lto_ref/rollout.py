@@ -1,0 +1,183 @@
+"""Algorithm 1 of paper 1: run an optimizer for a fixed number of steps; meta-loss; tuning.
+
+    x_0 given;  for t = 0 … T−1:  Δx_t, state ← π(state, x_t, f(x_t), ∇f(x_t));  x_{t+1} = x_t + Δx_t
+
+The stopping condition of Algorithm 1 is dropped: every run takes exactly ``steps`` steps (SPEC
+§1.1). All problems of a batch advance together; a problem whose iterate, objective or gradient
+turns non-finite is frozen at its last finite iterate and flagged, the others are unaffected.
+"""
+import warnings
+from typing import NamedTuple
+
+import numpy as onp
+from autograd import make_vjp
+
+__all__ = ["Trace", "value_and_grad", "run", "meta_loss", "gps_cost", "tune", "default_grid",
+           "LR_GRID", "MASS_GRID"]
+
+LR_GRID = tuple(10.0 ** (-3 + k / 3) for k in range(13))  # γ ∈ {1e-3, …, 10} (SPEC §3.9)
+MASS_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)               # momentum μ (SPEC §3.9)
+
+
+class Trace(NamedTuple):
+    """Iterates of a run, time-major; index t is iteration t (t = 0 is the starting point)."""
+    xs: onp.ndarray        # (T+1, n, d) iterates x_0 … x_T
+    fs: onp.ndarray        # (T+1, n) objective values f(x_t)
+    gs: onp.ndarray        # (T+1, n, d) gradients ∇f(x_t)
+    diverged: onp.ndarray  # (n,) bool: f, ∇f or x became non-finite; frozen from then on
+
+
+def value_and_grad(objective, x):
+    """Objective values and per-problem gradients of a batch in one reverse pass.
+
+    Parameters
+    ----------
+    objective : callable, (n, d) -> (n,), problem j's value depending only on row j
+    x : (n, d)
+
+    Returns
+    -------
+    f : (n,)
+    g : (n, d)  -- ∇ Σ_j f_j(x) = per-problem gradients, because the rows are independent
+    """
+    vjp, f = make_vjp(objective)(x)
+    if onp.shape(f) != (x.shape[0],):
+        raise ValueError(f"objective must map (n, d) to (n,) = ({x.shape[0]},), "
+                         f"got {onp.shape(f)}")
+    return onp.asarray(f, dtype=float), onp.asarray(vjp(onp.ones_like(f)), dtype=float)
+
+
+def _check_run_args(x0, steps):
+    x0 = onp.asarray(x0, dtype=float)
+    if x0.ndim != 2:
+        raise ValueError(f"x0 must have shape (n, d), got {x0.shape}")
+    if not onp.all(onp.isfinite(x0)):
+        raise ValueError("x0 must be finite")
+    if not isinstance(steps, (int, onp.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    return x0
+
+
+def _finite_rows(x, f, g):
+    """(n,) True where x, f and g are all finite."""
+    return onp.isfinite(f) & onp.all(onp.isfinite(x), axis=1) & onp.all(onp.isfinite(g), axis=1)
+
+
+def run(optimizer, objective, x0, steps, *, callback=None):
+    """Run ``optimizer`` on a batch of objectives for ``steps`` steps (paper 1, Algorithm 1).
+
+    Parameters
+    ----------
+    optimizer : optimizers.Optimizer
+    objective : callable, x (n, d) -> f (n,), differentiable by autograd,
+        e.g. ``functools.partial(family.loss, problems=problems)``
+    x0 : (n, d) starting points
+    steps : int >= 0, the horizon T
+    callback : optional ``callback(t, x)`` after each step (progress reporting)
+
+    Returns
+    -------
+    Trace with xs (T+1, n, d), fs (T+1, n), gs (T+1, n, d), diverged (n,)
+
+    Raises
+    ------
+    ValueError : x0 not (n, d) or not finite; steps not an integer >= 0; objective not (n,)-valued.
+    """
+    x = _check_run_args(x0, steps)
+    with onp.errstate(all="ignore"):  # non-finite rows are detected below, not warned about
+        f, g = value_and_grad(objective, x)
+        ok = _finite_rows(x, f, g)
+        diverged = ~ok
+        state = optimizer.init(x)
+        xs, fs, gs = [x], [f], [g]
+        for t in range(steps):
+            dx, state = optimizer.step(state, x, f, g)
+            x_new = x + onp.where(diverged[:, None], 0.0, dx)
+            f_new, g_new = value_and_grad(objective, x_new)
+            ok = ~diverged & _finite_rows(x_new, f_new, g_new)
+            diverged = ~ok
+            x = onp.where(ok[:, None], x_new, x)
+            f = onp.where(ok, f_new, f)
+            g = onp.where(ok[:, None], g_new, g)
+            xs.append(x), fs.append(f), gs.append(g)
+            if callback is not None:
+                callback(t, x)
+    return Trace(xs=onp.stack(xs), fs=onp.stack(fs), gs=onp.stack(gs), diverged=diverged)
+
+
+def _fvals(trace_or_fs):
+    fs = trace_or_fs.fs if isinstance(trace_or_fs, Trace) else onp.asarray(trace_or_fs)
+    if fs.ndim != 2 or fs.shape[0] < 1:
+        raise ValueError(f"fs must have shape (T+1, n), got {fs.shape}")
+    return fs
+
+
+def meta_loss(trace):
+    """Meta-loss L = Σ_{t=1}^{T} f(x_t) per problem (SPEC §1.3; paper 2, eq. 1).
+
+    Parameters
+    ----------
+    trace : Trace, or its ``fs`` array (T+1, n)
+
+    Returns
+    -------
+    (n,) -- f(x_0), common to every method, is excluded.
+    """
+    return _fvals(trace)[1:].sum(axis=0)
+
+
+def gps_cost(trace):
+    """The GPS trajectory cost C = Σ_{t=0}^{T−1} f(x_t) = f(x_0) + L − f(x_T), (n,) (SPEC §1.4)."""
+    return _fvals(trace)[:-1].sum(axis=0)
+
+
+def default_grid(name):
+    """SPEC §3.9's tuning grid for baseline ``name``: a list of hyperparameter dicts.
+
+    γ ∈ {10^(−3+k/3) : k = 0..12}; momentum also μ ∈ MASS_GRID (γ-major order, 78 settings).
+    """
+    if name == "momentum":
+        return [{"lr": lr, "mass": mass} for lr in LR_GRID for mass in MASS_GRID]
+    if name in ("gd", "conjugate_gradient", "lbfgs", "adam", "adagrad", "rmsprop"):
+        return [{"lr": lr} for lr in LR_GRID]
+    raise ValueError(f"name must be a baseline name, got {name!r}")
+
+
+def _score(args):
+    """Mean meta-loss of one setting; +inf if any problem diverged (module level: picklable)."""
+    make_optimizer, params, objective, x0, steps = args
+    trace = run(make_optimizer(**params), objective, x0, steps)
+    return float("inf") if trace.diverged.any() else float(meta_loss(trace).mean())
+
+
+def tune(make_optimizer, grid, objective, x0, steps=100, *, map_fn=map):
+    """Grid search of a baseline's hyperparameters by mean meta-loss (SPEC §3.9).
+
+    Parameters
+    ----------
+    make_optimizer : factory, e.g. ``optimizers.momentum``
+    grid : non-empty list of keyword dicts, e.g. ``default_grid("momentum")``
+    objective, x0 : the *training* problems, as in ``run``
+    steps : horizon of the score (the test horizon, 100 by default)
+    map_fn : ``map`` or an executor's ``map`` (arguments must then be picklable)
+
+    Returns
+    -------
+    best : dict, the first setting with the lowest score (a diverged run scores +inf)
+    table : list of (params, score) in grid order
+
+    Warns when the best value of a tuned hyperparameter lies on the edge of its grid.
+    """
+    grid = list(grid)
+    if not grid:
+        raise ValueError("grid must contain at least one setting")
+    scores = list(map_fn(_score, [(make_optimizer, p, objective, x0, steps) for p in grid]))
+    best_i = int(onp.argmin(scores))  # first minimum: ties go to grid order
+    if not onp.isfinite(scores[best_i]):
+        warnings.warn("every setting of the grid diverged; returning the first", RuntimeWarning)
+    best = dict(grid[best_i])
+    for key in best:
+        values = sorted({p[key] for p in grid})
+        if len(values) > 1 and best[key] in (values[0], values[-1]):
+            warnings.warn(f"tuned {key}={best[key]} lies on the edge of its grid", RuntimeWarning)
+    return best, list(zip(grid, scores))
