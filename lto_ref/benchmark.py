@@ -1,0 +1,90 @@
+"""Speed measurements: ``python -m lto_ref.benchmark [--problems N] [--repeats R]``.
+
+Measured side by side in one run (the machines are shared and noisy, so only ratios taken in the
+same run are quoted), on N = 1800 logistic-regression problems by default:
+
+1. loss + gradient: autograd's reverse pass (``rollout.value_and_grad``) against a hand-written
+   NumPy gradient of the same loss; the ratio is autograd's overhead (target ≤ 3×);
+2. rollout throughput (problem-steps per second) of ``rollout.run`` with GD and L-BFGS.
+
+Timings use the median of R interleaved repeats. This module is an entry point: it prints.
+"""
+import argparse
+import functools
+import statistics
+import time
+
+import numpy as np
+
+from lto_ref import objectives, optimizers, rollout
+
+
+def logistic_value_and_grad_numpy(x, problems, lam=5e-4):
+    """Hand-written LR loss and gradient (SPEC §2.1): ∇_w = Aᵀ(σ(z) − y)/N + λw, ∇_b = mean(σ(z) − y).
+
+    x : (n, d), problems.a : (n, N, d − 1), problems.y : (n, N)  ->  f (n,), g (n, d)
+    """
+    w, b = x[:, :-1], x[:, -1]
+    z = np.einsum("nNi,ni->nN", problems.a, w) + b[:, None]
+    f = np.mean(np.logaddexp(0.0, z) - problems.y * z, axis=1) + 0.5 * lam * np.sum(w * w, 1)
+    r = 0.5 * (1.0 + np.tanh(0.5 * z)) - problems.y                     # σ(z) − y, (n, N)
+    g_w = np.einsum("nNi,nN->ni", problems.a, r) / z.shape[1] + lam * w
+    return f, np.concatenate([g_w, r.mean(axis=1, keepdims=True)], axis=1)
+
+
+def _interleaved(fns, repeats):
+    """Median seconds of each callable, the calls interleaved so that load affects all alike."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def bench_gradient(problems, x, repeats):
+    """Seconds per loss+gradient evaluation of the batch: autograd vs hand-written NumPy."""
+    fam = objectives.logistic_regression()
+    objective = functools.partial(fam.loss, problems=problems)
+    f_ag, g_ag = rollout.value_and_grad(objective, x)
+    f_np, g_np = logistic_value_and_grad_numpy(x, problems)
+    err = max(np.max(np.abs(f_ag - f_np)), np.max(np.abs(g_ag - g_np)))
+    t = _interleaved({"autograd": lambda: rollout.value_and_grad(objective, x),
+                      "numpy": lambda: logistic_value_and_grad_numpy(x, problems)}, repeats)
+    return {**t, "ratio": t["autograd"] / t["numpy"], "max_abs_diff": float(err)}
+
+
+def bench_rollout(problems, x0, steps, repeats):
+    """Problem-steps per second of ``rollout.run`` for GD and L-BFGS."""
+    fam = objectives.logistic_regression()
+    objective = functools.partial(fam.loss, problems=problems)
+    opts = {"gd": optimizers.gd(1.0), "lbfgs": optimizers.lbfgs(0.2)}
+    t = _interleaved({k: (lambda o=o: rollout.run(o, objective, x0, steps)) for k, o in opts.items()},
+                     repeats)
+    return {k: x0.shape[0] * steps / s for k, s in t.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lto_ref.benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--problems", type=int, default=1800)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=100)
+    args = parser.parse_args(argv)
+    if args.problems < 1 or args.repeats < 1 or args.steps < 1:
+        parser.error("--problems, --repeats and --steps must be >= 1")
+    fam = objectives.logistic_regression()
+    problems, x0 = objectives.split_data(fam, objectives.TRAIN, args.problems)
+    print(f"lto_ref benchmark: {args.problems} logistic-regression problems, "
+          f"median of {args.repeats} interleaved repeats")
+    g = bench_gradient(problems, x0, args.repeats)
+    print(f"loss+gradient   autograd {1e3 * g['autograd']:8.2f} ms   numpy {1e3 * g['numpy']:8.2f} ms"
+          f"   ratio {g['ratio']:.2f}x   (max |diff| {g['max_abs_diff']:.1e})")
+    r = bench_rollout(problems, x0, args.steps, max(1, args.repeats // 2))
+    for name, rate in r.items():
+        print(f"rollout {name:<7} {rate:12,.0f} problem-steps/s   ({args.steps} steps)")
+
+
+if __name__ == "__main__":
+    main()
