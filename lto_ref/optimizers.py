@@ -14,9 +14,12 @@ from typing import Callable, NamedTuple
 
 import autograd.numpy as np
 
+from lto_ref import features, policy as policy_lib
+
 __all__ = [
     "Optimizer", "gd", "momentum", "conjugate_gradient", "lbfgs", "adam", "adagrad", "rmsprop",
-    "by_name", "MomentumState", "CGState", "LBFGSState", "AdamState", "AccumState",
+    "learned", "by_name", "MomentumState", "CGState", "LBFGSState", "AdamState", "AccumState",
+    "LearnedState",
 ]
 
 
@@ -51,6 +54,11 @@ class AdamState(NamedTuple):
 
 class AccumState(NamedTuple):
     s: np.ndarray  # (n, d) accumulated squared gradients (AdaGrad: sum; RMSprop: EMA)
+
+
+class LearnedState(NamedTuple):
+    hist: features.History  # history of x, f, g up to the previous step
+    t: np.ndarray           # () int64: steps taken so far
 
 
 def _positive(name, value):
@@ -227,6 +235,29 @@ def rmsprop(lr, decay=0.99, eps=1e-8):
         return -lr * g / (np.sqrt(s) + eps), AccumState(s=s)
 
     return Optimizer(lambda x0: AccumState(s=np.zeros_like(x0, dtype=float)), step)
+
+
+def learned(policy, *, H=25, variant="code", **feature_options):
+    """Predicted step descent: Δx_t = μ_θ(o_t), the deterministic mean of the policy (SPEC §5).
+
+    o_t is the observation of ``features.observe`` (variant, H, options as used in training)
+    built from the history of iterates, objective values and gradients seen so far.
+    """
+    if not isinstance(policy, policy_lib.Policy):
+        raise ValueError(f"policy must be a policy.Policy, got {type(policy).__name__}")
+
+    def init(x0):
+        n, d = np.shape(x0)
+        return LearnedState(hist=features.init(x0, np.zeros(n), np.zeros((n, d)), H),
+                            t=np.array(0))
+
+    def step(state, x, f, g):
+        t = int(state.t)
+        hist = features.init(x, f, g, H) if t == 0 else features.push(state.hist, x, f, g)
+        _, obs = features.observe(hist, variant, **feature_options)
+        return policy_lib.mean(policy, obs), LearnedState(hist=hist, t=np.array(t + 1))
+
+    return Optimizer(init, step)
 
 
 _BASELINES = {"gd": gd, "momentum": momentum, "conjugate_gradient": conjugate_gradient,

@@ -1,0 +1,97 @@
+"""Files written by lto_ref: a ``.npz`` of arrays plus a ``.json`` of metadata, never pickles.
+
+``save_arrays("run/policy", arrays, meta)`` writes ``run/policy.npz`` and then ``run/policy.json``,
+each atomically (a temporary file in the same folder, then ``os.replace``), so a JSON file marks a
+complete pair and nothing half-written is ever read back. ``load_arrays`` reads with
+``allow_pickle=False`` and refuses — with a ``ValueError`` naming the file — a missing or
+truncated file, an unknown format version, object (pickle-bearing) arrays, and arrays whose
+names or shapes differ from those the JSON records.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+__all__ = ["FORMAT_VERSION", "save_arrays", "load_arrays", "paths"]
+
+FORMAT_VERSION = 1
+
+
+def paths(path):
+    """(npz_path, json_path) for ``path`` given with or without the ``.npz`` / ``.json`` suffix."""
+    stem = os.fspath(path)
+    for suffix in (".npz", ".json"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem + ".npz", stem + ".json"
+
+
+def _atomic_write(target, write):
+    folder = os.path.dirname(os.path.abspath(target))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(target))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary result files
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_arrays(path, arrays, meta):
+    """Write ``arrays`` (dict name -> numeric array) and JSON-serialisable ``meta`` (dict)."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    for k, v in arrays.items():
+        if v.dtype == object:
+            raise ValueError(f"array {k!r} has dtype object; only numeric arrays are saved")
+    record = dict(meta, format_version=FORMAT_VERSION,
+                  arrays={k: list(v.shape) for k, v in arrays.items()})
+    try:
+        text = json.dumps(record, indent=1, sort_keys=True)
+    except TypeError as err:
+        raise ValueError(f"meta must be JSON-serialisable: {err}") from None
+    npz_path, json_path = paths(path)
+    _atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
+    _atomic_write(json_path, lambda fh: fh.write(text.encode()))
+    return npz_path, json_path
+
+
+def _read_meta(json_path):
+    if not os.path.exists(json_path):
+        raise ValueError(f"{json_path}: no such file (a save that never completed?)")
+    try:
+        with open(json_path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{json_path}: unreadable metadata ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise ValueError(f"{json_path}: format_version must be {FORMAT_VERSION}, got {version!r}")
+    if not isinstance(meta.get("arrays"), dict):
+        raise ValueError(f"{json_path}: missing the 'arrays' record")
+    return meta
+
+
+def load_arrays(path):
+    """Read a pair written by ``save_arrays``: returns (arrays dict, meta dict)."""
+    npz_path, json_path = paths(path)
+    meta = _read_meta(json_path)
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise ValueError(f"{npz_path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise ValueError(f"{npz_path}: unreadable or pickle-bearing array file ({err})") from None
+    expected = {k: tuple(v) for k, v in meta["arrays"].items()}
+    found = {k: v.shape for k, v in arrays.items()}
+    if expected != found:
+        raise ValueError(f"{npz_path}: arrays {found} do not match the recorded {expected}")
+    return arrays, meta

@@ -1,0 +1,143 @@
+"""The learned update formula π: an MLP from the observation to the step (paper 1, §3.6; SPEC §5).
+
+    õ = o·scale + shift                    (whitening, fitted once, then frozen)
+    h = φ(õ W₁ + b₁),  φ = softplus (paper) or ReLU (released code), 50 units
+    μ_θ(o) = h W₂ + b₂                     (linear output, no scaling)
+    π_θ(a | o) = N(μ_θ(o), diag(var))      (state-independent variance, for GPS)
+
+θ = ``net = [(W₁ (dO, h), b₁ (h,)), (W₂ (h, dU), b₂ (dU,))]`` is a plain list of tuples so that
+autograd can differentiate it. The network acts on the last axis and broadcasts over any leading
+axes, so the same code serves a coordinate-wise policy (paper 2).
+"""
+from typing import NamedTuple
+
+import autograd.numpy as np
+import numpy as onp
+from autograd import make_vjp
+
+from lto_ref import io
+
+__all__ = ["Policy", "init", "mean", "net_mean", "linearize", "fit_whitening", "with_whitening",
+           "save", "load", "ACTIVATIONS"]
+
+ACTIVATIONS = ("softplus", "relu")
+
+
+class Policy(NamedTuple):
+    """Everything needed to act: the network θ, the frozen whitening and the action variance."""
+    net: list           # [(W1 (dO, h), b1 (h,)), (W2 (h, dU), b2 (dU,))], differentiated
+    shift: np.ndarray   # (dO,) whitening bias = −mean·scale
+    scale: np.ndarray   # (dO,) whitening scale = 1 / max(std, floor)
+    var: np.ndarray     # (dU,) σ² of the Gaussian policy
+    activation: str     # "softplus" or "relu"
+
+
+def _check_activation(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def init(rng, d_obs, d_act, *, hidden=50, activation="softplus", weight_scale=0.01, var=0.01):
+    """A fresh policy: weights i.i.d. N(0, weight_scale²), biases 0 [C]; identity whitening.
+
+    Parameters
+    ----------
+    rng : np.random.Generator
+    d_obs, d_act : dO and dU
+    hidden : units of the hidden layer (50 [P])
+    var : initial action variance σ² (0.01 [C])
+    """
+    for name, v in (("d_obs", d_obs), ("d_act", d_act), ("hidden", hidden)):
+        if not isinstance(v, (int, onp.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    _check_activation(activation)
+    if not weight_scale >= 0 or not var > 0:
+        raise ValueError(f"need weight_scale >= 0 and var > 0, got {weight_scale}, {var}")
+    W1 = weight_scale * rng.standard_normal((d_obs, hidden))
+    W2 = weight_scale * rng.standard_normal((hidden, d_act))
+    net = [(W1, onp.zeros(hidden)), (W2, onp.zeros(d_act))]
+    return Policy(net=net, shift=onp.zeros(d_obs), scale=onp.ones(d_obs),
+                  var=onp.full(d_act, float(var)), activation=activation)
+
+
+def net_mean(net, o_white, activation="softplus"):
+    """μ_θ of whitened observations: (..., dO) -> (..., dU). Differentiable in ``net``."""
+    (W1, b1), (W2, b2) = net
+    a = np.dot(o_white, W1) + b1
+    h = np.logaddexp(0.0, a) if activation == "softplus" else np.maximum(a, 0.0)
+    return np.dot(h, W2) + b2
+
+
+def mean(policy, obs):
+    """The deterministic step μ_θ(o): obs (..., dO) -> (..., dU) (used at test time)."""
+    dO = np.shape(policy.net[0][0])[0]
+    if np.shape(obs)[-1] != dO:
+        raise ValueError(f"obs must have last dimension dO = {dO}, got shape {np.shape(obs)}")
+    return net_mean(policy.net, obs * policy.scale + policy.shift, policy.activation)
+
+
+def linearize(policy, obs):
+    """Per-sample linearisation of the mean: μ(o') ≈ μ(o) + J (o' − o).
+
+    obs : (n, dO)  ->  mu : (n, dU), J : (n, dU, dO), J[i] = ∂μ(o_i)/∂o_i.
+    Rows are independent, so one reverse pass per action dimension gives every J[i].
+    """
+    obs = onp.asarray(obs, dtype=float)
+    if obs.ndim != 2:
+        raise ValueError(f"obs must have shape (n, dO), got {obs.shape}")
+    vjp, mu = make_vjp(lambda o: mean(policy, o))(obs)
+    dU = mu.shape[-1]
+    J = onp.stack([vjp(onp.broadcast_to(onp.eye(dU)[j], mu.shape)) for j in range(dU)], axis=1)
+    return onp.asarray(mu), J
+
+
+def fit_whitening(obs, floor=1e-3):
+    """Per-dimension whitening of observations: scale = 1/max(std, floor), shift = −mean·scale.
+
+    obs : (..., dO), pooled over all leading axes  ->  shift (dO,), scale (dO,)  [C]
+    """
+    obs = onp.asarray(obs, dtype=float).reshape(-1, onp.shape(obs)[-1])
+    if not floor > 0:
+        raise ValueError(f"floor must be > 0, got {floor}")
+    if not onp.all(onp.isfinite(obs)):
+        raise ValueError("obs must be finite to fit a whitening")
+    scale = 1.0 / onp.maximum(obs.std(axis=0), floor)
+    return -obs.mean(axis=0) * scale, scale
+
+
+def with_whitening(policy, obs, floor=1e-3):
+    """``policy`` with its whitening fitted on ``obs`` (..., dO); network and variance unchanged."""
+    shift, scale = fit_whitening(obs, floor)
+    return policy._replace(shift=shift, scale=scale)
+
+
+def save(path, policy, **meta):
+    """Write ``policy`` to ``path``.npz + ``path``.json (atomic; see ``lto_ref.io``).
+
+    ``meta`` (JSON-serialisable) records how it was made: family, feature variant, H, seed,
+    training method, ...; the policy's own sizes and activation are added.
+    """
+    (W1, b1), (W2, b2) = policy.net
+    arrays = dict(W1=W1, b1=b1, W2=W2, b2=b2, shift=policy.shift, scale=policy.scale,
+                  var=policy.var)
+    record = dict(meta, kind="policy", activation=policy.activation, d_obs=int(onp.shape(W1)[0]),
+                  hidden=int(onp.shape(W1)[1]), d_act=int(onp.shape(W2)[1]))
+    return io.save_arrays(path, {k: onp.asarray(v, dtype=float) for k, v in arrays.items()}, record)
+
+
+def load(path):
+    """Read a policy written by ``save``: returns (Policy, meta). Malformed files raise ValueError."""
+    arrays, meta = io.load_arrays(path)
+    try:
+        dO, h, dU = int(meta["d_obs"]), int(meta["hidden"]), int(meta["d_act"])
+        activation = meta["activation"]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: not a policy file (missing d_obs, hidden, d_act or activation)")
+    shapes = dict(W1=(dO, h), b1=(h,), W2=(h, dU), b2=(dU,), shift=(dO,), scale=(dO,), var=(dU,))
+    found = {k: arrays[k].shape if k in arrays else None for k in shapes}
+    if meta.get("kind") != "policy" or found != shapes or activation not in ACTIVATIONS:
+        raise ValueError(f"{path}: policy arrays {found} do not match d_obs={dO}, hidden={h}, "
+                         f"d_act={dU} (or kind/activation invalid)")
+    a = {k: arrays[k].astype(float) for k in shapes}
+    net = [(a["W1"], a["b1"]), (a["W2"], a["b2"])]
+    return Policy(net, a["shift"], a["scale"], a["var"], activation), meta
