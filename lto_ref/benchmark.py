@@ -5,7 +5,10 @@ same run are quoted), on N = 1800 logistic-regression problems by default:
 
 1. loss + gradient: autograd's reverse pass (``rollout.value_and_grad``) against a hand-written
    NumPy gradient of the same loss; the ratio is autograd's overhead (target ≤ 3×);
-2. rollout throughput (problem-steps per second) of ``rollout.run`` with GD and L-BFGS.
+2. rollout throughput (problem-steps per second) of ``rollout.run`` with GD, L-BFGS and the
+   learned optimizer (a freshly initialised 229-50-4 policy: its cost does not depend on θ);
+3. seconds per supervised meta-training iteration (90 LR problems, T = 40, both feature-gradient
+   modes).
 
 Timings use the median of R interleaved repeats. This module is an entry point: it prints.
 """
@@ -16,7 +19,7 @@ import time
 
 import numpy as np
 
-from lto_ref import objectives, optimizers, rollout
+from lto_ref import features, objectives, optimizers, policy, rollout, supervised
 
 
 def logistic_value_and_grad_numpy(x, problems, lam=5e-4):
@@ -59,10 +62,28 @@ def bench_rollout(problems, x0, steps, repeats):
     """Problem-steps per second of ``rollout.run`` for GD and L-BFGS."""
     fam = objectives.logistic_regression()
     objective = functools.partial(fam.loss, problems=problems)
-    opts = {"gd": optimizers.gd(1.0), "lbfgs": optimizers.lbfgs(0.2)}
+    pol = policy.init(np.random.default_rng(0), features.obs_dim(fam.dim), fam.dim)
+    opts = {"gd": optimizers.gd(1.0), "lbfgs": optimizers.lbfgs(0.2),
+            "learned": optimizers.learned(pol)}
     t = _interleaved({k: (lambda o=o: rollout.run(o, objective, x0, steps)) for k, o in opts.items()},
                      repeats)
     return {k: x0.shape[0] * steps / s for k, s in t.items()}
+
+
+def bench_supervised(problems, x0, steps, iterations):
+    """Seconds per supervised meta-training iteration (after the one-off whitening fit)."""
+    fam = objectives.logistic_regression()
+    objective = functools.partial(fam.loss, problems=problems)
+    pol = policy.init(np.random.default_rng(0), features.obs_dim(fam.dim), fam.dim)
+    pol = supervised.fit_initial_whitening(pol, objective, x0, steps)
+    out = {}
+    for mode in ("full", "stop"):
+        cfg = supervised.Config(feature_grad=mode)
+        t0 = time.perf_counter()
+        supervised.train(fam, problems, x0, steps=steps, iterations=iterations, policy=pol,
+                         config=cfg)
+        out[mode] = (time.perf_counter() - t0) / iterations
+    return out
 
 
 def main(argv=None):
@@ -71,9 +92,11 @@ def main(argv=None):
     parser.add_argument("--problems", type=int, default=1800)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--sl-iterations", type=int, default=5,
+                        help="supervised iterations to time (0 skips)")
     args = parser.parse_args(argv)
-    if args.problems < 1 or args.repeats < 1 or args.steps < 1:
-        parser.error("--problems, --repeats and --steps must be >= 1")
+    if args.problems < 1 or args.repeats < 1 or args.steps < 1 or args.sl_iterations < 0:
+        parser.error("--problems, --repeats, --steps must be >= 1 and --sl-iterations >= 0")
     fam = objectives.logistic_regression()
     problems, x0 = objectives.split_data(fam, objectives.TRAIN, args.problems)
     print(f"lto_ref benchmark: {args.problems} logistic-regression problems, "
@@ -83,7 +106,14 @@ def main(argv=None):
           f"   ratio {g['ratio']:.2f}x   (max |diff| {g['max_abs_diff']:.1e})")
     r = bench_rollout(problems, x0, args.steps, max(1, args.repeats // 2))
     for name, rate in r.items():
-        print(f"rollout {name:<7} {rate:12,.0f} problem-steps/s   ({args.steps} steps)")
+        print(f"rollout {name:<7} {rate:12,.0f} problem-steps/s   ({args.steps} steps)"
+              f"   {r['gd'] / rate:5.1f}x GD's time")
+    if args.sl_iterations:
+        tr, x0_tr = objectives.split_data(fam, objectives.TRAIN, 90)
+        s = bench_supervised(tr, x0_tr, 40, args.sl_iterations)
+        for mode, sec in s.items():
+            print(f"supervised iteration (90 LR problems, T = 40, feature_grad={mode}): "
+                  f"{sec:.3f} s")
 
 
 if __name__ == "__main__":

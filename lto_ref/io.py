@@ -45,12 +45,27 @@ def _atomic_write(target, write):
         raise
 
 
+def _write_npz(fh, arrays):
+    """What ``np.savez`` does, without its keyword clash for arrays named 'file' or 'allow_pickle'."""
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, value, allow_pickle=False)
+
+
 def save_arrays(path, arrays, meta):
-    """Write ``arrays`` (dict name -> numeric array) and JSON-serialisable ``meta`` (dict)."""
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    """Write ``arrays`` (dict name -> numeric array) and JSON-serialisable ``meta`` (dict).
+
+    The old JSON of the pair (if any) is removed first, so an interrupted overwrite leaves no
+    JSON and is refused by ``load_arrays`` instead of pairing new arrays with old metadata.
+    """
+    arrays = {str(k): np.asarray(v) for k, v in arrays.items()}
     for k, v in arrays.items():
         if v.dtype == object:
             raise ValueError(f"array {k!r} has dtype object; only numeric arrays are saved")
+    reserved = {"format_version", "arrays"} & set(meta)
+    if reserved:
+        raise ValueError(f"meta must not use the reserved keys {sorted(reserved)}")
     record = dict(meta, format_version=FORMAT_VERSION,
                   arrays={k: list(v.shape) for k, v in arrays.items()})
     try:
@@ -58,7 +73,9 @@ def save_arrays(path, arrays, meta):
     except TypeError as err:
         raise ValueError(f"meta must be JSON-serialisable: {err}") from None
     npz_path, json_path = paths(path)
-    _atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
+    if os.path.exists(json_path):
+        os.remove(json_path)
+    _atomic_write(npz_path, lambda fh: _write_npz(fh, arrays))
     _atomic_write(json_path, lambda fh: fh.write(text.encode()))
     return npz_path, json_path
 
@@ -71,11 +88,14 @@ def _read_meta(json_path):
             meta = json.load(fh)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{json_path}: unreadable metadata ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        version = meta.get("format_version") if isinstance(meta, dict) else None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if type(version) is not int or version != FORMAT_VERSION:
         raise ValueError(f"{json_path}: format_version must be {FORMAT_VERSION}, got {version!r}")
-    if not isinstance(meta.get("arrays"), dict):
-        raise ValueError(f"{json_path}: missing the 'arrays' record")
+    shapes = meta.get("arrays")
+    if not isinstance(shapes, dict) or not all(
+            isinstance(v, list) and all(type(n) is int and n >= 0 for n in v)
+            for v in shapes.values()):
+        raise ValueError(f"{json_path}: missing or malformed 'arrays' record (name -> shape list)")
     return meta
 
 

@@ -128,15 +128,16 @@ def save(path, policy, **meta):
 def load(path):
     """Read a policy written by ``save``: returns (Policy, meta). Malformed files raise ValueError."""
     arrays, meta = io.load_arrays(path)
-    try:
-        dO, h, dU = int(meta["d_obs"]), int(meta["hidden"]), int(meta["d_act"])
-        activation = meta["activation"]
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{path}: not a policy file (missing d_obs, hidden, d_act or activation)")
+    json_path = io.paths(path)[1]
+    dO, h, dU = (meta.get(k) for k in ("d_obs", "hidden", "d_act"))
+    activation = meta.get("activation")
+    if not all(type(v) is int and v >= 1 for v in (dO, h, dU)):
+        raise ValueError(f"{json_path}: not a policy file (d_obs, hidden, d_act must be "
+                         f"positive integers, got {dO!r}, {h!r}, {dU!r})")
     shapes = dict(W1=(dO, h), b1=(h,), W2=(h, dU), b2=(dU,), shift=(dO,), scale=(dO,), var=(dU,))
     found = {k: arrays[k].shape if k in arrays else None for k in shapes}
     if meta.get("kind") != "policy" or found != shapes or activation not in ACTIVATIONS:
-        raise ValueError(f"{path}: policy arrays {found} do not match d_obs={dO}, hidden={h}, "
+        raise ValueError(f"{json_path}: policy arrays {found} do not match d_obs={dO}, hidden={h}, "
                          f"d_act={dU} (or kind/activation invalid)")
     a = {k: arrays[k].astype(float) for k in shapes}
     net = [(a["W1"], a["b1"]), (a["W2"], a["b2"])]
