@@ -17,7 +17,7 @@ from autograd import make_vjp
 
 from lto_ref import io
 
-__all__ = ["Policy", "init", "mean", "net_mean", "linearize", "fit_whitening", "with_whitening",
+__all__ = ["Policy", "init", "mean", "act", "net_mean", "linearize", "fit_whitening", "with_whitening",
            "save", "load", "ACTIVATIONS"]
 
 ACTIVATIONS = ("softplus", "relu")
@@ -74,6 +74,17 @@ def mean(policy, obs):
     if np.shape(obs)[-1] != dO:
         raise ValueError(f"obs must have last dimension dO = {dO}, got shape {np.shape(obs)}")
     return net_mean(policy.net, obs * policy.scale + policy.shift, policy.activation)
+
+
+def act(policy, obs, noise):
+    """A draw from π_θ(a | o) = N(μ_θ(o), diag(var)) with pre-drawn standard-normal ``noise``.
+
+    obs : (..., dO), noise : (..., dU)  ->  a = μ_θ(o) + √var · noise, (..., dU)
+    """
+    mu = mean(policy, obs)
+    if np.shape(noise) != np.shape(mu):
+        raise ValueError(f"noise must have shape {np.shape(mu)}, got {np.shape(noise)}")
+    return mu + np.sqrt(policy.var) * noise
 
 
 def linearize(policy, obs):

@@ -55,6 +55,8 @@ class SupervisedLog(NamedTuple):
     grad_norm: onp.ndarray  # (iterations,) ‖∇_θ J‖ before clipping
     skipped: onp.ndarray    # (iterations,) bool: update skipped (non-finite J or ∇_θ J)
     aborted: bool           # max_skips consecutive skips ended training early
+    best_policy: object     # policy_lib.Policy with the lowest finite J seen (SPEC §7.4)
+    best_iteration: int     # its iteration (-1 if no finite J was seen)
 
 
 def _traced_value_and_grad(objective, x, feature_grad):
@@ -142,10 +144,13 @@ def train(family, problems, x0, *, steps=40, iterations=1000, seed=0, config=Con
     adam = optimizers.adam(cfg.lr)
     state = adam.init(flat[None])
     Js, norms, skipped, run_of_skips = [], [], [], 0
+    best_flat, best_i = flat, -1
     for i in range(iterations):
         with onp.errstate(all="ignore"):
             J, grad = J_and_grad(flat)
         ok = bool(onp.isfinite(J) and onp.all(onp.isfinite(grad)))
+        if ok and (best_i < 0 or J < Js[best_i]):
+            best_flat, best_i = flat, i  # J is the objective of θ before this update
         grad, norm = _clipped(grad, cfg.clip) if ok else (grad, float("nan"))
         if ok:
             dx, state = adam.step(state, flat[None], None, grad[None])
@@ -159,5 +164,6 @@ def train(family, problems, x0, *, steps=40, iterations=1000, seed=0, config=Con
                           f"non-finite iterations", RuntimeWarning)
             break
     log = SupervisedLog(J=onp.array(Js), grad_norm=onp.array(norms), skipped=onp.array(skipped),
-                        aborted=run_of_skips >= cfg.max_skips)
+                        aborted=run_of_skips >= cfg.max_skips,
+                        best_policy=policy._replace(net=unflatten(best_flat)), best_iteration=best_i)
     return policy._replace(net=unflatten(flat)), log

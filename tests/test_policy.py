@@ -40,6 +40,19 @@ def test_init_follows_spec():
     np.testing.assert_array_equal(pol.shift, 0.0)
 
 
+@given(seeds, st.integers(1, 5), st.integers(1, 3))
+def test_act_is_mean_plus_scaled_noise(seed, dO, dU):
+    rng = rng_from(seed)
+    pol = _random_policy(rng, dO, dU)._replace(var=rng.uniform(0.1, 2, dU))
+    obs, noise = rng.standard_normal((4, dO)), rng.standard_normal((4, dU))
+    np.testing.assert_allclose(P.act(pol, obs, noise), P.mean(pol, obs) + np.sqrt(pol.var) * noise,
+                               rtol=1e-13)
+    big = P.act(pol, np.zeros((20000, dO)), np.random.default_rng(seed).standard_normal((20000, dU)))
+    np.testing.assert_allclose(big.var(0), pol.var, rtol=0.05)  # ≈ 5 standard errors at n = 2e4
+    with pytest.raises(ValueError, match="noise"):
+        P.act(pol, obs, noise[:, :0])
+
+
 @given(seeds, st.integers(1, 5), st.integers(1, 3), st.sampled_from(P.ACTIVATIONS))
 def test_linearize_matches_central_differences(seed, dO, dU, activation):
     rng = rng_from(seed)

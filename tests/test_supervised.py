@@ -89,6 +89,9 @@ def test_training_lowers_the_meta_loss_on_quadratics():
     pol, log = S.train(fam, problems, x0, steps=10, iterations=60, seed=0, config=cfg)
     assert log.J.shape == (60,) and not log.skipped.any() and not log.aborted
     assert log.J[-1] < 0.8 * log.J[0]
+    assert log.best_iteration == int(np.nanargmin(log.J))
+    best_J = S.meta_objective(log.best_policy.net, pol, obj, x0, 10, H=H)
+    np.testing.assert_allclose(best_J, log.J[log.best_iteration], rtol=1e-12)
     # independent check: the returned policy's own rollouts
     initial = pol._replace(net=P.init(np.random.default_rng(0), features.obs_dim(4, H), 4,
                                       hidden=10).net)
