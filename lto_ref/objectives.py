@@ -69,7 +69,7 @@ class Quadratic(NamedTuple):
 
 
 def _check_n(n):
-    if not isinstance(n, (int, onp.integer)) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, (int, onp.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
 
 
@@ -117,7 +117,7 @@ def logistic_regression(lam=5e-4, *, d_in=3, n_points=100):
     unregularised. Data: two classes of N/2 points, a ~ N(μ_c, A_c A_cᵀ), μ_c ~ N(0, I),
     A_c entries ~ N(0, 1) [C].
     """
-    if lam < 0:
+    if not lam >= 0:
         raise ValueError(f"lam must be >= 0, got {lam}")
     if n_points < 2 or n_points % 2:
         raise ValueError(f"n_points must be a positive even integer, got {n_points}")
@@ -147,7 +147,7 @@ def robust_linear_regression(c=1.0, *, d_in=3, clusters=4, per_cluster=25):
     f(w, b) = (1/N) Σ_i r_i² / (c² + r_i²), r_i = y_i − wᵀa_i − b. Non-convex. Data: 4 clusters
     of 25 points, a = μ_k + ε, y = w_kᵀa + b_k + η with μ_k, w_k ~ N(0, I), b_k, η ~ N(0, 1).
     """
-    if c <= 0:
+    if not c > 0:
         raise ValueError(f"c must be > 0, got {c}")
     dim = d_in + 1
 
@@ -191,7 +191,7 @@ def two_layer_net(lam=5e-4, *, d_in=2, hidden=2, classes=2, clusters=4, per_clus
     x = [W (h×d_in), b (h), U (p×h), c (p)], row-major. Data: 4 clusters of 25 points with random
     means and covariances; one label per cluster, redrawn until not all labels are equal.
     """
-    if lam < 0:
+    if not lam >= 0:
         raise ValueError(f"lam must be >= 0, got {lam}")
     if classes < 2 or clusters < 2:
         raise ValueError(f"classes and clusters must be >= 2, got {classes}, {clusters}")
@@ -226,7 +226,8 @@ def quadratic(dim=4, *, lam_min=0.1, lam_max=1.0, f_off=0.0):
     """Random convex quadratics f(x) = ½ (x − x*)ᵀ A (x − x*) + f_off, for tests (SPEC §2.5).
 
     A = Q diag(λ) Qᵀ, Q Haar-orthogonal (QR with sign fix), λ_1 = lam_min, λ_d = lam_max, the
-    others log-uniform in between; x* ~ N(0, I). ∇f = A (x − x*), ∇²f = A.
+    others log-uniform in between (for dim = 1, A = [[lam_min]]); x* ~ N(0, I).
+    ∇f = A (x − x*), ∇²f = A.
     """
     if not isinstance(dim, (int, onp.integer)) or dim < 1:
         raise ValueError(f"dim must be a positive integer, got {dim!r}")
@@ -281,7 +282,7 @@ def split_data(family, split, n, *, base_seed=0):
     problems : the family's data, leading axis n
     x0 : (n, d)
     """
-    if split not in (TRAIN, TEST):
+    if isinstance(split, bool) or not isinstance(split, (int, onp.integer)) or split not in (0, 1):
         raise ValueError(f"split must be 0 (train) or 1 (test), got {split!r}")
     rng = onp.random.default_rng(onp.random.SeedSequence([base_seed, family.family_id, split]))
     problems = family.sample(rng, n)
