@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LinGauss", "make", "quadratic_form", "act", "logdet", "symmetrize", "traj_kl",
+__all__ = ["LinGauss", "make", "spd_inverse", "quadratic_form", "act", "logdet", "symmetrize", "traj_kl",
            "policy_kl", "sample_kl"]
 
 
@@ -31,7 +31,7 @@ def symmetrize(A):
     return 0.5 * (A + np.swapaxes(A, -1, -2))
 
 
-def _inverse_from_chol(L):
+def spd_inverse(L):
     """G⁻¹ = L⁻ᵀ L⁻¹ from the lower Cholesky factor, batched over leading axes."""
     eye = np.broadcast_to(np.eye(L.shape[-1]), L.shape)
     Linv = np.linalg.solve(L, eye)
@@ -53,7 +53,7 @@ def make(K, k, pol_covar):
         L = np.linalg.cholesky(G)
     except np.linalg.LinAlgError:
         raise ValueError("pol_covar must be symmetric positive definite") from None
-    return LinGauss(K=K, k=k, pol_covar=G, chol=L, inv=_inverse_from_chol(L))
+    return LinGauss(K=K, k=k, pol_covar=G, chol=L, inv=spd_inverse(L))
 
 
 def logdet(lg):
@@ -108,7 +108,7 @@ def policy_kl(mu_x, sigma_x, lg, K_bar, k_bar, S_bar):
     δ = K̃ μ^x + k − k̄.  mu_x (M, T, dX), sigma_x (M, T, dX, dX), K̄ … as LinGauss  ->  (M, T)
     """
     dU = lg.K.shape[-2]
-    S_inv = _inverse_from_chol(np.linalg.cholesky(S_bar))
+    S_inv = spd_inverse(np.linalg.cholesky(S_bar))
     Kd = lg.K - K_bar                                                   # (M, T, dU, dX)
     delta = np.einsum("...ij,...j->...i", Kd, mu_x) + lg.k - k_bar      # (M, T, dU)
     quad = np.einsum("...i,...ij,...j->...", delta, S_inv, delta)
