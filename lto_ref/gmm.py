@@ -1,0 +1,140 @@
+"""Gaussian mixture model by EM, and the Normal-inverse-Wishart prior it supplies (SPEC §6.5).
+
+GPS fits local linear models from only N = 20 samples per time step in hundreds of dimensions; a
+GMM fitted to the samples of *all* time steps (and previous iterations) gives each step's fit a
+prior (Levine et al., "End-to-end training of deep visuomotor policies", App. A.3)::
+
+    w_k ∝ mean_i p(k | y_i)   (the N points of this step)
+    μ₀ = Σ_k w_k μ_k,   Φ̃ = Σ_k w_k (Σ_k + (μ_k − μ₀)(μ_k − μ₀)ᵀ)
+    m = strength,   n₀ = strength·(N_pts − 2 − D)/N_pts,   Φ = m·Φ̃
+
+``map_gaussian`` combines the prior with the N points into a joint Gaussian; ``condition`` turns it
+into a linear-Gaussian map. Plain numpy; ``rng`` only for the initial hard assignment.
+"""
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import logsumexp
+
+__all__ = ["GMM", "n_clusters", "fit", "responsibilities", "prior", "map_gaussian", "condition"]
+
+
+class GMM(NamedTuple):
+    mu: np.ndarray       # (K, D) means
+    sigma: np.ndarray    # (K, D, D) covariances
+    logmass: np.ndarray  # (K,) log mixing weights
+
+
+def n_clusters(n_points, max_clusters=10, min_samples_per_cluster=20):
+    """K = max(2, min(max_clusters, ⌊n_points / min_samples_per_cluster⌋)) (SPEC §6.5)."""
+    return max(2, min(max_clusters, n_points // min_samples_per_cluster))
+
+
+def _symmetrize(A):
+    return 0.5 * (A + np.swapaxes(A, -1, -2))
+
+
+def _log_obs(data, gmm):
+    """log w_k + log N(y_i; μ_k, Σ_k): (N, K)."""
+    L = np.linalg.cholesky(gmm.sigma)                                    # (K, D, D)
+    diff = data[None] - gmm.mu[:, None]                                  # (K, N, D)
+    sol = np.linalg.solve(L, np.swapaxes(diff, -1, -2))                  # (K, D, N)
+    maha = np.sum(sol ** 2, axis=1)                                      # (K, N)
+    logdet = 2 * np.sum(np.log(np.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+    D = data.shape[1]
+    return (gmm.logmass[:, None] - 0.5 * (maha + logdet[:, None] + D * np.log(2 * np.pi))).T
+
+
+def responsibilities(data, gmm):
+    """p(k | y_i) for data (N, D): (N, K), and the mean log-likelihood."""
+    logobs = _log_obs(data, gmm)
+    lse = logsumexp(logobs, axis=1, keepdims=True)
+    return np.exp(logobs - lse), float(np.mean(lse))
+
+
+def _m_step(data, resp, reg, K):
+    """Weighted means and covariances (+ reg·I); clusters of mass < 1e-4/K restart on all data."""
+    N, D = data.shape
+    mass = resp.sum(axis=0)                                              # (K,)
+    dead = mass / N < 1e-4 / K
+    resp = np.where(dead[None, :], 1.0 / N, resp / np.where(dead, 1.0, mass)[None, :])
+    mu = resp.T @ data                                                   # (K, D)
+    diff = data[None] - mu[:, None]                                      # (K, N, D)
+    sigma = np.einsum("kn,kni,knj->kij", resp.T, diff, diff) + reg * np.eye(D)
+    w = np.where(dead, 1.0 / K, mass / N)
+    return GMM(mu=mu, sigma=_symmetrize(sigma), logmass=np.log(w / w.sum()))
+
+
+def fit(rng, data, K, *, init=None, max_iterations=100, tol=1e-5, reg=1e-6):
+    """EM for a K-component GMM on data (N, D) (SPEC §6.5).
+
+    Starts from ``init`` when it has K components (warm start), else from a random hard
+    assignment (covariances + 2e-6·I). Stops when the log-likelihood decreases or changes by less
+    than tol·|ll|.
+
+    Returns
+    -------
+    gmm : GMM;  n_iterations : int
+    """
+    data = np.asarray(data, dtype=float)
+    N, D = data.shape
+    if not isinstance(K, (int, np.integer)) or K < 1:
+        raise ValueError(f"K must be a positive integer, got {K!r}")
+    if init is not None and init.mu.shape == (K, D):
+        gmm = init
+    else:
+        resp = np.eye(K)[rng.integers(0, K, size=N)]                     # (N, K) hard assignment
+        gmm = _m_step(data, resp, 2e-6, K)
+    prev_ll = -np.inf
+    for it in range(max_iterations):
+        resp, ll = responsibilities(data, gmm)
+        if ll < prev_ll or abs(ll - prev_ll) < tol * abs(ll):
+            break
+        prev_ll = ll
+        gmm = _m_step(data, resp, reg, K)
+    return gmm, it + 1
+
+
+def prior(gmm, points, n_pts, strength=1.0):
+    """NIW prior (μ₀, Φ, m, n₀) for the points (N, D) of one time step (SPEC §6.5)."""
+    resp, _ = responsibilities(points, gmm)
+    w = resp.mean(axis=0)
+    w = w / w.sum()
+    mu0 = w @ gmm.mu
+    diff = gmm.mu - mu0
+    Phi_tilde = np.einsum("k,kij->ij", w, gmm.sigma + diff[:, :, None] * diff[:, None, :])
+    D = points.shape[1]
+    m = strength
+    n0 = strength * (n_pts - 2 - D) / n_pts
+    return mu0, m * _symmetrize(Phi_tilde), m, n0
+
+
+def map_gaussian(points, mu0, Phi, m, n0):
+    """MAP joint Gaussian of the points (N, D) under the NIW prior, weights 1/N (SPEC §6.5).
+
+    μ = mean_i y_i;  Σ = [N Ŝ + Φ + (N m / (N + m))(μ − μ₀)(μ − μ₀)ᵀ] / (N + n₀)
+    """
+    N = points.shape[0]
+    if not N + n0 > 0:
+        raise ValueError(f"need N + n0 > 0 for a proper posterior, got N={N}, n0={n0}")
+    mu = points.mean(axis=0)
+    diff = points - mu
+    S_hat = diff.T @ diff / N
+    dm = mu - mu0
+    sigma = (N * S_hat + Phi + (N * m / (N + m)) * np.outer(dm, dm)) / (N + n0)
+    return mu, _symmetrize(sigma)
+
+
+def condition(mu, sigma, n_in, *, reg=1e-3):
+    """Linear-Gaussian map y_out | y_in ~ N(A y_in + a, W) from a joint Gaussian over [y_in; y_out].
+
+    Σ[in, in] += reg·I;  A = (Σ[in,in]⁻¹ Σ[in,out])ᵀ;  a = μ_out − A μ_in;  W = Σ[out,out] − A Σ[in,in] Aᵀ.
+    Returns A (D_out, n_in), a (D_out,), W (D_out, D_out).
+    """
+    S_ii = sigma[:n_in, :n_in] + reg * np.eye(n_in)
+    S_io = sigma[:n_in, n_in:]
+    c = np.linalg.cholesky(S_ii)
+    A = np.linalg.solve(c.T, np.linalg.solve(c, S_io)).T                 # Cholesky solves
+    a = mu[n_in:] - A @ mu[:n_in]
+    W = sigma[n_in:, n_in:] - A @ S_ii @ A.T
+    return A, a, _symmetrize(W)
