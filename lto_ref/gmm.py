@@ -14,6 +14,7 @@ into a linear-Gaussian map. Plain numpy; ``rng`` only for the initial hard assig
 from typing import NamedTuple
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
 __all__ = ["GMM", "n_clusters", "fit", "responsibilities", "prior", "map_gaussian", "condition"]
@@ -38,8 +39,8 @@ def _log_obs(data, gmm):
     """log w_k + log N(y_i; μ_k, Σ_k): (N, K)."""
     L = np.linalg.cholesky(gmm.sigma)                                    # (K, D, D)
     diff = data[None] - gmm.mu[:, None]                                  # (K, N, D)
-    sol = np.linalg.solve(L, np.swapaxes(diff, -1, -2))                  # (K, D, N)
-    maha = np.sum(sol ** 2, axis=1)                                      # (K, N)
+    maha = np.stack([np.sum(solve_triangular(L[k], diff[k].T, lower=True) ** 2, axis=0)
+                     for k in range(len(L))])                            # (K, N)
     logdet = 2 * np.sum(np.log(np.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
     D = data.shape[1]
     return (gmm.logmass[:, None] - 0.5 * (maha + logdet[:, None] + D * np.log(2 * np.pi))).T
@@ -60,7 +61,7 @@ def _m_step(data, resp, reg, K):
     resp = np.where(dead[None, :], 1.0 / N, resp / np.where(dead, 1.0, mass)[None, :])
     mu = resp.T @ data                                                   # (K, D)
     diff = data[None] - mu[:, None]                                      # (K, N, D)
-    sigma = np.einsum("kn,kni,knj->kij", resp.T, diff, diff) + reg * np.eye(D)
+    sigma = np.swapaxes(diff * resp.T[:, :, None], 1, 2) @ diff + reg * np.eye(D)
     w = np.where(dead, 1.0 / K, mass / N)
     return GMM(mu=mu, sigma=_symmetrize(sigma), logmass=np.log(w / w.sum()))
 
@@ -96,32 +97,37 @@ def fit(rng, data, K, *, init=None, max_iterations=100, tol=1e-5, reg=1e-6):
 
 
 def prior(gmm, points, n_pts, strength=1.0):
-    """NIW prior (μ₀, Φ, m, n₀) for the points (N, D) of one time step (SPEC §6.5)."""
-    resp, _ = responsibilities(points, gmm)
-    w = resp.mean(axis=0)
-    w = w / w.sum()
-    mu0 = w @ gmm.mu
-    diff = gmm.mu - mu0
-    Phi_tilde = np.einsum("k,kij->ij", w, gmm.sigma + diff[:, :, None] * diff[:, None, :])
-    D = points.shape[1]
+    """NIW prior (μ₀, Φ, m, n₀) for the points (…, N, D) of each time step (SPEC §6.5).
+
+    Returns μ₀ (…, D), Φ (…, D, D) and the scalars m, n₀.
+    """
+    lead, (N, D) = points.shape[:-2], points.shape[-2:]
+    resp, _ = responsibilities(points.reshape(-1, D), gmm)
+    w = resp.reshape(lead + (N, -1)).mean(axis=-2)                       # (…, K)
+    w = w / w.sum(axis=-1, keepdims=True)
+    mu0 = w @ gmm.mu                                                     # (…, D)
+    diff = gmm.mu - mu0[..., None, :]                                    # (…, K, D)
+    Phi_tilde = (np.einsum("...k,kij->...ij", w, gmm.sigma)
+                 + np.einsum("...k,...ki,...kj->...ij", w, diff, diff))
     m = strength
     n0 = strength * (n_pts - 2 - D) / n_pts
     return mu0, m * _symmetrize(Phi_tilde), m, n0
 
 
 def map_gaussian(points, mu0, Phi, m, n0):
-    """MAP joint Gaussian of the points (N, D) under the NIW prior, weights 1/N (SPEC §6.5).
+    """MAP joint Gaussian of the points (…, N, D) under the NIW prior, weights 1/N (SPEC §6.5).
 
     μ = mean_i y_i;  Σ = [N Ŝ + Φ + (N m / (N + m))(μ − μ₀)(μ − μ₀)ᵀ] / (N + n₀)
+    mu0 (…, D), Phi (…, D, D)  ->  μ (…, D), Σ (…, D, D)
     """
-    N = points.shape[0]
+    N = points.shape[-2]
     if not N + n0 > 0:
         raise ValueError(f"need N + n0 > 0 for a proper posterior, got N={N}, n0={n0}")
-    mu = points.mean(axis=0)
-    diff = points - mu
-    S_hat = diff.T @ diff / N
+    mu = points.mean(axis=-2)
+    diff = points - mu[..., None, :]
+    S_hat = np.swapaxes(diff, -1, -2) @ diff / N
     dm = mu - mu0
-    sigma = (N * S_hat + Phi + (N * m / (N + m)) * np.outer(dm, dm)) / (N + n0)
+    sigma = (N * S_hat + Phi + (N * m / (N + m)) * dm[..., :, None] * dm[..., None, :]) / (N + n0)
     return mu, _symmetrize(sigma)
 
 
@@ -129,12 +135,12 @@ def condition(mu, sigma, n_in, *, reg=1e-3):
     """Linear-Gaussian map y_out | y_in ~ N(A y_in + a, W) from a joint Gaussian over [y_in; y_out].
 
     Σ[in, in] += reg·I;  A = (Σ[in,in]⁻¹ Σ[in,out])ᵀ;  a = μ_out − A μ_in;  W = Σ[out,out] − A Σ[in,in] Aᵀ.
-    Returns A (D_out, n_in), a (D_out,), W (D_out, D_out).
+    mu (…, D), sigma (…, D, D)  ->  A (…, D_out, n_in), a (…, D_out), W (…, D_out, D_out).
     """
-    S_ii = sigma[:n_in, :n_in] + reg * np.eye(n_in)
-    S_io = sigma[:n_in, n_in:]
+    S_ii = sigma[..., :n_in, :n_in] + reg * np.eye(n_in)
+    S_io = sigma[..., :n_in, n_in:]
     c = np.linalg.cholesky(S_ii)
-    A = np.linalg.solve(c.T, np.linalg.solve(c, S_io)).T                 # Cholesky solves
-    a = mu[n_in:] - A @ mu[:n_in]
-    W = sigma[n_in:, n_in:] - A @ S_ii @ A.T
+    A = np.swapaxes(np.linalg.solve(np.swapaxes(c, -1, -2), np.linalg.solve(c, S_io)), -1, -2)
+    a = mu[..., n_in:] - np.einsum("...ij,...j->...i", A, mu[..., :n_in])
+    W = sigma[..., n_in:, n_in:] - A @ S_ii @ np.swapaxes(A, -1, -2)
     return A, a, _symmetrize(W)
