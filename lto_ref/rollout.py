@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as onp
 from autograd import make_vjp
 
-__all__ = ["Trace", "value_and_grad", "run", "meta_loss", "gps_cost", "tune", "default_grid",
+__all__ = ["Trace", "value_and_grad", "hessians", "run", "meta_loss", "gps_cost", "tune", "default_grid",
            "LR_GRID", "MASS_GRID"]
 
 LR_GRID = tuple(10.0 ** (-3 + k / 3) for k in range(13))  # γ ∈ {1e-3, …, 10} (SPEC §3.9)
@@ -45,6 +45,18 @@ def value_and_grad(objective, x):
         raise ValueError(f"objective must map (n, d) to (n,) = ({x.shape[0]},), "
                          f"got {onp.shape(f)}")
     return onp.asarray(f, dtype=float), onp.asarray(vjp(onp.ones_like(f)), dtype=float)
+
+
+def hessians(objective, x):
+    """Per-problem Hessians ∇²f_j(x_j): (n, d, d), from d Hessian-vector products.
+
+    Rows are independent, so the product with a basis vector e_i broadcast over the batch gives
+    column i of every problem's Hessian in one reverse pass of the gradient.
+    """
+    n, d = x.shape
+    vjp_g, _ = make_vjp(lambda z: make_vjp(objective)(z)[0](onp.ones(n)))(x)
+    return onp.stack([onp.asarray(vjp_g(onp.broadcast_to(onp.eye(d)[i], (n, d))))
+                      for i in range(d)], axis=-1)
 
 
 def _check_run_args(x0, steps):
