@@ -18,7 +18,7 @@ import numpy as np
 from lto_ref import environment, gmm as gmm_lib, lingauss
 from lto_ref.lqr import Dynamics
 
-__all__ = ["Config", "PriorState", "fit", "fit_condition", "initial_state"]
+__all__ = ["Config", "PriorState", "fit", "fit_condition", "initial_state", "em"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,8 @@ def initial_state(x0_points, cfg):
     return mu, lingauss.symmetrize(sigma)
 
 
-def _em(seed, points, init, cfg):
+def em(seed, points, init, cfg):
+    """GMM of K = n_clusters(len(points)) components fitted by EM, warm-started from ``init``."""
     K = gmm_lib.n_clusters(points.shape[0], cfg.max_clusters, cfg.min_samples_per_cluster)
     gmm, _ = gmm_lib.fit(np.random.default_rng(seed), points, K, init=init,
                          max_iterations=cfg.em_iterations, tol=cfg.em_tol, reg=cfg.em_reg)
@@ -87,11 +88,9 @@ def fit_condition(args):
     pts = np.concatenate([X[:, :-1], U[:, :-1], new[:, :-1]], axis=-1)   # (N, T−1, D)
     if gmm is None:
         flat = buffer.reshape(-1, buffer.shape[-1])
-        gmm, n_pts = _em(seed, flat, init, cfg), flat.shape[0]
-    per_t = np.swapaxes(pts, 0, 1)                                       # (T−1, N, D)
-    prior = gmm_lib.prior(gmm, per_t, n_pts, cfg.strength)
-    mu, sigma = gmm_lib.map_gaussian(per_t, *prior)
-    A, a, W = gmm_lib.condition(mu, sigma, dX + U.shape[-1], reg=cfg.reg)  # all t at once
+        gmm, n_pts = em(seed, flat, init, cfg), flat.shape[0]
+    A, a, W = gmm_lib.fit_conditional(np.swapaxes(pts, 0, 1), gmm, n_pts, dX + U.shape[-1],
+                                      strength=cfg.strength, reg=cfg.reg)  # all t at once
     x0mu, x0sigma = initial_state(X[:, 0], cfg)
     return S + E @ A, a @ E.T, E @ W @ E.T, x0mu, x0sigma, gmm
 
@@ -120,7 +119,7 @@ def fit(rng, samples, lay, state=None, cfg=Config(), *, map_fn=map):
     if cfg.pooled:  # SPEC §6.16 option 1: one GMM on a fixed-size subsample of all conditions
         pool = np.concatenate([b.reshape(-1, b.shape[-1]) for b in buffers])
         pick = np.random.default_rng(seeds[M]).permutation(len(pool))[:cfg.pooled_points]
-        gmms = [_em(seeds[M], pool[np.sort(pick)], None if state is None else state.gmms[0], cfg)]
+        gmms = [em(seeds[M], pool[np.sort(pick)], None if state is None else state.gmms[0], cfg)]
         per_condition = [(gmms[0], len(pick), None)] * M
     else:
         per_condition = [(None, None, None if state is None else state.gmms[m]) for m in range(M)]

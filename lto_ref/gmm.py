@@ -17,7 +17,8 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
-__all__ = ["GMM", "n_clusters", "fit", "responsibilities", "prior", "map_gaussian", "condition"]
+__all__ = ["GMM", "n_clusters", "fit", "responsibilities", "prior", "map_gaussian", "condition",
+           "fit_conditional"]
 
 
 class GMM(NamedTuple):
@@ -144,3 +145,12 @@ def condition(mu, sigma, n_in, *, reg=1e-3):
     a = mu[..., n_in:] - np.einsum("...ij,...j->...i", A, mu[..., :n_in])
     W = sigma[..., n_in:, n_in:] - A @ S_ii @ np.swapaxes(A, -1, -2)
     return A, a, _symmetrize(W)
+
+
+def fit_conditional(points, gmm, n_pts, n_in, *, strength=1.0, reg=1e-3):
+    """Per-step linear-Gaussian fits y_out | y_in under the GMM's NIW prior (SPEC §6.5, §6.7).
+
+    points : (T, N, D) with y_in the first n_in entries  ->  A (T, D−n_in, n_in), a, W
+    """
+    mu, sigma = map_gaussian(points, *prior(gmm, points, n_pts, strength))
+    return condition(mu, sigma, n_in, reg=reg)

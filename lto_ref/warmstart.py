@@ -1,0 +1,64 @@
+"""Initial linear-Gaussian controllers: momentum tuned per training function (SPEC §6.3).
+
+Paper 1 starts GPS from momentum "tuned per function"; the released code searches a grid of
+(γ, μ) per function, scoring each by the objective after T noiseless steps. A controller
+u_t = K x_t + k_t implements heavy-ball momentum on the controllers' state in one of two forms:
+
+- ``"recursive"`` (default here): u_t = μ Δ_t − γ g_t, with Δ_t = u_{t−1} the newest step in the
+  state — exact heavy ball, whatever the number of lags h;
+- ``"truncated"`` [C]: u_t = −γ Σ_{j=0}^{h} μ^j g_{t−j} over the gradient lags in the state.
+
+k_t = 0 (the paper's "mean equals the momentum step"); G_t = 0.01·I [C].
+"""
+import numpy as np
+
+from lto_ref import environment, lingauss, objectives
+
+__all__ = ["GAMMAS", "MASSES", "momentum_gain", "initial_controllers"]
+
+GAMMAS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)      # [C]
+MASSES = (0.82, 0.84, 0.86, 0.88, 0.90, 0.92)        # [C]
+
+
+def momentum_gain(lay, gamma, mass, form="recursive"):
+    """K (dU, dX) of heavy-ball momentum on the h-lag state of ``lay``."""
+    d, h = lay.d, lay.h
+    dX = d * (2 * h + 2) + h
+    o_gs, o_g, o_dx = d + h, d + h + h * d, d + h + h * d + d
+    K = np.zeros((d, dX))
+    K[:, o_g:o_g + d] = -gamma * np.eye(d)
+    if form == "recursive":
+        K[:, o_dx + (h - 1) * d:o_dx + h * d] = mass * np.eye(d)         # newest step Δ_t
+    elif form == "truncated":
+        for j in range(1, h + 1):                                          # g_{t−j}: block h − j
+            K[:, o_gs + (h - j) * d:o_gs + (h - j + 1) * d] = -gamma * mass ** j * np.eye(d)
+    else:
+        raise ValueError(f"form must be 'recursive' or 'truncated', got {form!r}")
+    return K
+
+
+def initial_controllers(family, problems, x0, T, lay, *, form="recursive", init_var=0.01,
+                        gammas=GAMMAS, masses=MASSES):
+    """Per-condition grid search of momentum controllers; returns (LinGauss (M, T, …), choice).
+
+    All M·|grid| noiseless rollouts of T steps run as one batch; the criterion is f(x_T),
+    non-finite counts as +inf, ties go to the first setting in γ-major order. ``choice`` is an
+    (M, 2) array of the chosen (γ, μ).
+    """
+    grid = [(g, m) for g in gammas for m in masses]
+    Ks = np.stack([momentum_gain(lay, g, m, form) for g, m in grid])    # (S, dU, dX)
+    M, S = x0.shape[0], len(grid)
+    rows = np.repeat(np.arange(M), S)                                    # condition-major
+
+    def act(t, X, O):
+        return np.einsum("bij,bnj->bni", np.tile(Ks, (M, 1, 1)), X)
+    with np.errstate(all="ignore"):
+        sim = environment.simulate(family, objectives.subset(problems, rows), x0[rows], act, T,
+                                   1, lay)
+    final = np.where(sim.diverged[:, 0], np.inf, sim.fs[:, 0, T]).reshape(M, S)
+    final = np.where(np.isfinite(final), final, np.inf)
+    best = np.argmin(final, axis=1)                                      # first minimum
+    K = np.broadcast_to(Ks[best][:, None], (M, T) + Ks.shape[1:]).copy()
+    dU = lay.d
+    G = np.broadcast_to(init_var * np.eye(dU), (M, T, dU, dU))
+    return lingauss.make(K, np.zeros((M, T, dU)), G), np.array(grid)[best]

@@ -1,0 +1,78 @@
+"""Initial momentum controllers (SPEC §6.3) and the policy linearisation π̄ (SPEC §6.7)."""
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import rng_from, seeds
+from lto_ref import dynamics, environment as E, objectives, optimizers, pibar, rollout
+from lto_ref import warmstart as W
+
+
+def _lr(n, seed=0):
+    fam = objectives.logistic_regression()
+    problems, x0 = objectives.split_data(fam, objectives.TRAIN, n, base_seed=seed)
+    return fam, problems, x0
+
+
+def _run_controller(fam, problems, x0, K, T, lay):
+    act = lambda t, X, O: np.einsum("ij,mnj->mni", K, X)  # noqa: E731
+    return E.simulate(fam, problems, x0, act, T, 1, lay).fs[:, 0]
+
+
+@settings(max_examples=10)
+@given(st.integers(0, 100), st.sampled_from(W.GAMMAS), st.sampled_from(W.MASSES), st.integers(1, 4))
+def test_recursive_gain_is_exact_heavy_ball(seed, gamma, mass, h):
+    fam, problems, x0 = _lr(2, seed)
+    lay = E.layout(fam.dim, 6, h)
+    fs = _run_controller(fam, problems, x0, W.momentum_gain(lay, gamma, mass), 15, lay)
+    trace = rollout.run(optimizers.momentum(gamma, mass), functools.partial(fam.loss, problems=problems), x0, 15)
+    np.testing.assert_allclose(fs, trace.fs.T, rtol=1e-12, atol=1e-14)
+
+
+@given(seeds, st.integers(1, 4), st.floats(0.01, 1), st.floats(0.5, 0.95))
+def test_truncated_gain_sums_discounted_gradient_lags(seed, h, gamma, mass):
+    rng = rng_from(seed)
+    lay = E.layout(2, 6, h)
+    x = rng.standard_normal(len(lay.index))
+    d, o_gs, o_g = 2, 2 + h, 2 + h + 2 * h
+    lags = [x[o_g:o_g + d]] + [x[o_gs + (h - j) * d:o_gs + (h - j + 1) * d] for j in range(1, h + 1)]
+    expected = -gamma * sum(mass ** j * g for j, g in enumerate(lags))
+    np.testing.assert_allclose(W.momentum_gain(lay, gamma, mass, "truncated") @ x, expected,
+                               rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="form"):
+        W.momentum_gain(lay, gamma, mass, "nesterov")
+
+
+def test_initial_controllers_pick_the_best_grid_setting_per_function():
+    fam, problems, x0 = _lr(3, 4)
+    lay = E.layout(fam.dim, 5, 2)
+    gammas, masses = (0.05, 0.4, 1.6), (0.82, 0.9)
+    lg, choice = W.initial_controllers(fam, problems, x0, 12, lay, gammas=gammas, masses=masses)
+    for m in range(3):
+        one = functools.partial(fam.loss, problems=objectives.subset(problems, [m]))
+        finals = [rollout.run(optimizers.momentum(g, u), one, x0[m:m + 1], 12).fs[-1, 0]
+                  for g in gammas for u in masses]
+        g, u = [(g, u) for g in gammas for u in masses][int(np.argmin(finals))]
+        assert tuple(choice[m]) == (g, u)
+        np.testing.assert_array_equal(lg.K[m, 5], W.momentum_gain(lay, g, u))
+    np.testing.assert_array_equal(lg.k, 0.0)
+    np.testing.assert_allclose(lg.pol_covar, np.broadcast_to(0.01 * np.eye(4), lg.pol_covar.shape))
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_pibar_recovers_a_linear_policy(pooled):
+    rng = np.random.default_rng(0)
+    M, N, T, dX, dU = 2, 60, 3, 5, 2
+    X = rng.standard_normal((M, N, T, dX))
+    A, a = rng.standard_normal((M, dU, dX)), rng.standard_normal((M, dU))
+    mu_pol = np.einsum("mij,mntj->mnti", A, X) + a[:, None, None]
+    var = np.array([0.3, 0.7])
+    cfg = dynamics.Config(max_clusters=4, pooled=pooled, reg=1e-6)
+    pb, gmms = pibar.fit(rng, X, mu_pol, var, cfg=cfg)
+    np.testing.assert_allclose(pb.K, np.broadcast_to(A[:, None], pb.K.shape), atol=0.02)
+    np.testing.assert_allclose(pb.k, np.broadcast_to(a[:, None], pb.k.shape), atol=0.02)
+    np.testing.assert_allclose(pb.pol_covar, np.broadcast_to(np.diag(var), pb.pol_covar.shape),
+                               atol=0.02)
+    assert len(gmms) == (1 if pooled else M)
