@@ -1,0 +1,132 @@
+"""S-step of GPS: regress the neural policy onto the controllers' actions (SPEC §6.13).
+
+    min_θ (1/2B) Σ_b (μ̃_b − μ_θ(o_b))ᵀ P̃_b (μ̃_b − μ_θ(o_b))  (+ weight decay)
+
+over minibatches of all M·N·T sampled (observation, state) pairs, with targets μ̃ from the
+controllers (BADMM: μ̃ = K_t x + k_t − ν_t G_t (λ_K,t x + λ_k,t), the released code's form) and
+precisions P̃ = w·G_t⁻¹ weighted by the BADMM weights ν. Adam (lr 1e-4, batch 25, 20,000 steps [C]).
+
+The gradient of this loss for the one-hidden-layer network of ``policy`` is written out by hand
+(``loss_and_grad``, checked against autograd in the tests): autograd's per-call overhead makes a
+20,000-step S-step ~25× slower (measured in the closing note of the GPS issue).
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["AdamState", "adam_init", "targets", "weights", "loss_and_grad", "regress",
+           "policy_variance"]
+
+
+class AdamState(NamedTuple):
+    """Adam moments of the network's parameters, flattened in ``net`` order (W1, b1, W2, b2)."""
+    m: np.ndarray  # (n_params,)
+    v: np.ndarray  # (n_params,)
+    t: int         # steps taken
+
+
+def _flatten(net):
+    return np.concatenate([p.ravel() for layer in net for p in layer])
+
+
+def _unflatten(flat, net):
+    """The network of the same shapes as ``net`` with parameters from ``flat`` (views)."""
+    out, i = [], 0
+    for W, b in net:
+        W_new = flat[i:i + W.size].reshape(W.shape)
+        i += W.size
+        out.append((W_new, flat[i:i + b.size]))
+        i += b.size
+    return out
+
+
+def adam_init(net):
+    n = sum(p.size for layer in net for p in layer)
+    return AdamState(m=np.zeros(n), v=np.zeros(n), t=0)
+
+
+def targets(lg, X, *, nu=None, lam_K=None, lam_k=None):
+    """Regression targets μ̃ (M, N, T, dU) and controller precisions P (M, T, dU, dU).
+
+    μ̃ = K_t x + k_t − ν_t G_t (λ_K,t x + λ_k,t) (BADMM, code form); without duals μ̃ = K_t x + k_t.
+    """
+    mu = np.einsum("mtij,mntj->mnti", lg.K, X) + lg.k[:, None]
+    if nu is not None:
+        lam_u = np.einsum("mtij,mntj->mnti", lam_K, X) + lam_k[:, None]
+        mu = mu - nu[:, None, :, None] * np.einsum("mtij,mntj->mnti", lg.pol_covar, lam_u)
+    return mu, lg.inv
+
+
+def weights(nu, N):
+    """Per-sample weights from ν (M, T): normalised to mean 1, clipped at twice the median (§6.13).
+
+    Returns w (M, N, T).
+    """
+    w = np.broadcast_to(nu[:, None, :], (nu.shape[0], N, nu.shape[1])).astype(float)
+    w = w * (w.size / w.sum())
+    med = np.median(w[w > 1e-2])
+    return np.minimum(w, 2 * med) / med
+
+
+def loss_and_grad(net, o_white, target, prec, activation="softplus"):
+    """Weighted squared error ½ mean_b (μ̃_b − μ_b)ᵀ P̃_b (μ̃_b − μ_b) and its gradient in ``net``.
+
+    o_white : (B, dO) whitened observations;  target : (B, dU);  prec : (B, dU, dU)
+    Returns (loss, [(gW1, gb1), (gW2, gb2)]).
+    """
+    (W1, b1), (W2, b2) = net
+    B = o_white.shape[0]
+    a = o_white @ W1 + b1                                                  # (B, h)
+    if activation == "softplus":
+        h, dh_da = np.logaddexp(0.0, a), 0.5 * (1.0 + np.tanh(0.5 * a))   # softplus' = σ
+    else:
+        h, dh_da = np.maximum(a, 0.0), (a > 0).astype(float)
+    err = target - (h @ W2 + b2)                                           # (B, dU)
+    Pe = np.einsum("bij,bj->bi", prec, err)
+    loss = 0.5 * np.sum(err * Pe) / B
+    d_mu = -Pe / B                                                         # ∂loss/∂μ
+    da = (d_mu @ W2.T) * dh_da
+    return loss, [(o_white.T @ da, da.sum(0)), (h.T @ d_mu, d_mu.sum(0))]
+
+
+def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, lr=1e-4,
+            b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
+    """Adam on the policy network over minibatches of the pairs (SPEC §6.13).
+
+    Parameters
+    ----------
+    rng : np.random.Generator for the reshuffles;  policy : Policy (whitening already fitted)
+    O : (P, dO) observations;  target : (P, dU);  prec : (P, dU, dU) weighted precisions
+    state : AdamState carried across S-steps (a new one if None)
+
+    Returns
+    -------
+    policy with the new network, AdamState, losses (steps,) of the minibatches
+    """
+    o_white = O * policy.scale + policy.shift
+    flat = _flatten(policy.net)
+    state = adam_init(policy.net) if state is None else state
+    m, v, t = state.m, state.v, state.t
+    n, order, pos, losses = len(O), rng.permutation(len(O)), 0, np.empty(steps)
+    for i in range(steps):
+        if pos + batch > n:
+            order, pos = rng.permutation(n), 0
+        idx = order[pos:pos + batch]
+        pos += batch
+        losses[i], grads = loss_and_grad(_unflatten(flat, policy.net), o_white[idx], target[idx],
+                                         prec[idx], policy.activation)
+        g = _flatten(grads) + weight_decay * flat
+        t += 1
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        flat = flat - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    return policy._replace(net=_unflatten(flat, policy.net)), AdamState(m=m, v=v, t=t), losses
+
+
+def policy_variance(prec, w):
+    """Σ^π_j = Σ_i w_i / Σ_i w_i (P_i)_jj, the inverse weighted mean precision (SPEC §6.13).
+
+    prec : (P, dU, dU), w : (P,)  ->  (dU,)
+    """
+    return np.sum(w) / np.einsum("p,pjj->j", w, prec)
+

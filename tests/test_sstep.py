@@ -1,0 +1,91 @@
+"""S-step: hand-written gradient vs autograd, fixed point, targets, weights, policy variance
+(SPEC §6.13; STYLE §6, item 30)."""
+import autograd.numpy as anp
+import numpy as np
+from autograd import grad
+from hypothesis import given, settings, strategies as st
+
+from conftest import rng_from, seeds
+from lto_ref import policy as P, sstep as S
+from test_lingauss import random_controller, random_spd
+
+
+def _problem(rng, B=7, dO=5, dU=2, hidden=4, activation="softplus"):
+    pol = P.init(rng, dO, dU, hidden=hidden, activation=activation, weight_scale=0.7)
+    pol = pol._replace(net=[(W, rng.standard_normal(b.shape)) for W, b in pol.net])
+    return pol, rng.standard_normal((B, dO)), rng.standard_normal((B, dU)), random_spd(rng, B, dU)
+
+
+@given(seeds, st.sampled_from(P.ACTIVATIONS))
+def test_hand_written_gradient_matches_autograd(seed, activation):
+    rng = rng_from(seed)
+    pol, o, target, prec = _problem(rng, activation=activation)
+
+    def loss(net):
+        err = target - P.net_mean(net, o, activation)
+        return 0.5 * anp.mean(anp.einsum("bi,bij,bj->b", err, prec, err))
+    value, grads = S.loss_and_grad(pol.net, o, target, prec, activation)
+    np.testing.assert_allclose(value, loss(pol.net), rtol=1e-12)
+    for (gW, gb), (aW, ab) in zip(grads, grad(loss)(pol.net)):
+        np.testing.assert_allclose(gW, aW, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(gb, ab, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=20)
+@given(seeds)
+def test_targets_from_the_policy_itself_are_a_fixed_point(seed):
+    rng = rng_from(seed)
+    pol, o, _, prec = _problem(rng, B=40)
+    pol = P.with_whitening(pol, o)
+    new, state, losses = S.regress(rng, pol, o, P.mean(pol, o), prec, steps=30, batch=8)
+    for (W, b), (W2, b2) in zip(pol.net, new.net):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    np.testing.assert_array_equal(losses, 0.0)
+    assert state.t == 30
+
+
+def test_regression_fits_a_learnable_target():
+    rng = np.random.default_rng(0)
+    pol, o, _, _ = _problem(rng, B=400, hidden=16)
+    target = np.tanh(o @ rng.standard_normal((5, 2)))
+    prec = np.broadcast_to(np.eye(2), (400, 2, 2))
+    new, _, losses = S.regress(rng, pol, o, target, prec, steps=3000, batch=25, lr=1e-2)
+    before = S.loss_and_grad(pol.net, o, target, prec)[0]
+    after = S.loss_and_grad(new.net, o, target, prec)[0]
+    assert after < 0.1 * before and losses[-100:].mean() < losses[:100].mean()
+
+
+@given(seeds, st.integers(1, 3), st.integers(1, 3))
+def test_targets_follow_the_controller_and_badmm_duals(seed, dX, dU):
+    rng = rng_from(seed)
+    lg = random_controller(rng, 2, 3, dX, dU)
+    X = rng.standard_normal((2, 4, 3, dX))
+    mu, prec = S.targets(lg, X)
+    nu = rng.uniform(0.1, 1, (2, 3))
+    lam_K, lam_k = rng.standard_normal((2, 3, dU, dX)), rng.standard_normal((2, 3, dU))
+    mu_b, _ = S.targets(lg, X, nu=nu, lam_K=lam_K, lam_k=lam_k)
+    for m, n, t in [(0, 0, 0), (1, 3, 2), (1, 2, 1)]:
+        u = lg.K[m, t] @ X[m, n, t] + lg.k[m, t]
+        np.testing.assert_allclose(mu[m, n, t], u, rtol=1e-12, atol=1e-14)
+        corr = nu[m, t] * lg.pol_covar[m, t] @ (lam_K[m, t] @ X[m, n, t] + lam_k[m, t])
+        np.testing.assert_allclose(mu_b[m, n, t], u - corr, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(prec, lg.inv)
+
+
+def test_weights_are_mean_normalised_and_clipped_at_twice_the_median():
+    np.testing.assert_allclose(S.weights(np.full((2, 3), 0.01), 4), 1.0)
+    w = S.weights(np.array([[1.0, 1.0, 1.0, 10.0]]), 2)   # normalised: 4/13·(1,1,1,10)
+    # median of the normalised weights is 4/13; divide by it and clip at 2
+    np.testing.assert_allclose(w[0, 0], [1.0, 1.0, 1.0, 2.0])
+
+
+@given(seeds, st.integers(1, 3))
+def test_policy_variance_is_the_inverse_weighted_mean_precision(seed, dU):
+    rng = rng_from(seed)
+    prec = random_spd(rng, 6, dU)
+    w = rng.uniform(0.1, 2, 6)
+    expected = w.sum() / np.array([np.sum(w * prec[:, j, j]) for j in range(dU)])
+    np.testing.assert_allclose(S.policy_variance(prec, w), expected, rtol=1e-12)
+    same = np.broadcast_to(prec[0], prec.shape)
+    np.testing.assert_allclose(S.policy_variance(same, w), 1 / np.diag(prec[0]), rtol=1e-12)
