@@ -189,7 +189,8 @@ def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iter
 
     Returns
     -------
-    lg : LinGauss, eta : (M,) of that solution, kl : (M,), converged : (M,) bool
+    lg : LinGauss, eta : (M,) of that solution, kl : (M,), converged : (M,) bool (also True
+    where η reached the end of its bracket, so that the bound cannot be met)
     """
     M = eps.shape[0]
     eta, lo, hi = eta.astype(float).copy(), np.full(M, eta_min), np.full(M, eta_max)
@@ -205,7 +206,8 @@ def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iter
             *(_scatter(a, idx, b) for a, b in zip(result, lg)))
         eta[idx], eta_sol[idx], kl_out[idx] = eta_used, eta_used, kl
         con = kl - eps[idx]
-        conv = np.abs(con) < tol * eps[idx]
+        at_bound = ((con < 0) & (eta_used <= eta_min)) | ((con > 0) & (eta_used >= eta_max))
+        conv = (np.abs(con) < tol * eps[idx]) | at_bound   # the bracket allows no better
         done[idx[conv]] = True
         low = ~conv & (con < 0)                   # KL too small: η too large
         high = ~conv & (con >= 0)
