@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "save_arrays", "load_arrays", "paths"]
+__all__ = ["FORMAT_VERSION", "save_arrays", "load_arrays", "paths", "save_tree", "load_tree"]
 
 FORMAT_VERSION = 1
 
@@ -115,3 +115,59 @@ def load_arrays(path):
     if expected != found:
         raise ValueError(f"{npz_path}: arrays {found} do not match the recorded {expected}")
     return arrays, meta
+
+
+def _encode(node, arrays):
+    """JSON description of a tree of NamedTuples, lists, tuples, dicts, arrays and scalars."""
+    if isinstance(node, np.ndarray) or isinstance(node, np.generic):
+        key = f"a{len(arrays)}"
+        arrays[key] = np.asarray(node)
+        return {"array": key}
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return {"value": node}
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        return {"namedtuple": type(node).__name__,
+                "fields": {f: _encode(getattr(node, f), arrays) for f in node._fields}}
+    if isinstance(node, (list, tuple)):
+        return {type(node).__name__: [_encode(v, arrays) for v in node]}
+    if isinstance(node, dict) and all(isinstance(k, str) for k in node):
+        return {"dict": {k: _encode(v, arrays) for k, v in node.items()}}
+    raise ValueError(f"cannot save a {type(node).__name__} in a tree")
+
+
+def _decode(desc, arrays, types, where):
+    if "array" in desc:
+        return arrays[desc["array"]]
+    if "value" in desc:
+        return desc["value"]
+    if "namedtuple" in desc:
+        cls = types.get(desc["namedtuple"])
+        if cls is None:
+            raise ValueError(f"{where}: unknown record type {desc['namedtuple']!r}")
+        return cls(**{f: _decode(v, arrays, types, where) for f, v in desc["fields"].items()})
+    if "list" in desc or "tuple" in desc:
+        kind = "list" if "list" in desc else "tuple"
+        items = [_decode(v, arrays, types, where) for v in desc[kind]]
+        return items if kind == "list" else tuple(items)
+    if "dict" in desc:
+        return {k: _decode(v, arrays, types, where) for k, v in desc["dict"].items()}
+    raise ValueError(f"{where}: malformed tree record {desc!r:.80}")
+
+
+def save_tree(path, tree, meta):
+    """Write a tree of NamedTuples / lists / tuples / dicts / arrays / JSON scalars."""
+    arrays = {}
+    structure = _encode(tree, arrays)
+    return save_arrays(path, arrays, dict(meta, tree=structure))
+
+
+def load_tree(path, types):
+    """Read a tree written by ``save_tree``; ``types`` maps NamedTuple names to their classes."""
+    arrays, meta = load_arrays(path)
+    json_path = paths(path)[1]
+    if not isinstance(meta.get("tree"), dict):
+        raise ValueError(f"{json_path}: no 'tree' record")
+    try:
+        return _decode(meta["tree"], arrays, types, json_path), meta
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{json_path}: malformed tree record ({err})") from None

@@ -1,0 +1,77 @@
+"""GPS driver: executor map equivalence, checkpoint/resume equivalence, bad input (issue 4)."""
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+from lto_ref import gps, gps_train, objectives
+
+TINY = gps.Config(iterations=3, inner_iterations=2, samples=5, T=6, H=4, h=2, sstep_steps=40,
+                  hidden=8, dynamics_fit=gps.dynamics.Config(pooled=False))
+
+
+def _data(M=3):
+    fam = objectives.logistic_regression()
+    problems, x0 = objectives.split_data(fam, objectives.TRAIN, M)
+    return fam, problems, x0
+
+
+def _same_policy(a, b):
+    for (Wa, ba), (Wb, bb) in zip(a.net, b.net):
+        np.testing.assert_array_equal(Wa, Wb)
+        np.testing.assert_array_equal(ba, bb)
+    np.testing.assert_array_equal(a.var, b.var)
+
+
+def test_process_pool_map_gives_the_builtin_map_result():
+    fam, problems, x0 = _data()
+    pol_a, log_a = gps_train.train(fam, problems, x0, TINY, seed=3, progress=False)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=2) as pool:
+        pol_b, log_b = gps_train.train(fam, problems, x0, TINY, seed=3, map_fn=pool.map,
+                                       progress=False)
+    _same_policy(pol_a, pol_b)
+    np.testing.assert_array_equal(log_a.controller_cost, log_b.controller_cost)
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_after", [0, 1])
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, kill_after):
+    fam, problems, x0 = _data()
+    full, full_log = gps_train.train(fam, problems, x0, TINY, seed=5, progress=False)
+
+    def kill(i, row):
+        if i == kill_after:
+            raise _Killed
+    with pytest.raises(_Killed):
+        gps_train.train(fam, problems, x0, TINY, seed=5, checkpoint_dir=tmp_path,
+                        progress=False, callback=kill)
+    resumed, log = gps_train.train(fam, problems, x0, TINY, seed=5, checkpoint_dir=tmp_path,
+                                   progress=False)
+    _same_policy(full, resumed)
+    np.testing.assert_array_equal(log.controller_cost, full_log.controller_cost)
+    assert log.kl.shape == (3, 3)
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    fam, problems, x0 = _data()
+    gps_train.train(fam, problems, x0, TINY, seed=1, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="different run"):
+        gps_train.train(fam, problems, x0, TINY, seed=2, checkpoint_dir=tmp_path, progress=False)
+
+
+def test_progress_goes_to_stderr(capsys):
+    fam, problems, x0 = _data()
+    gps_train.train(fam, problems, x0, TINY, seed=1)
+    err = capsys.readouterr().err
+    assert "GPS 3/3" in err and "left" in err
+
+
+def test_bad_shapes_raise():
+    fam, problems, x0 = _data()
+    with pytest.raises(ValueError, match="x0"):
+        gps_train.train(fam, problems, x0[:, :2], TINY, progress=False)
+    with pytest.raises(ValueError, match="problems"):
+        gps_train.train(fam, objectives.subset(problems, [0, 1]), x0, TINY, progress=False)
