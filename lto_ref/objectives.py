@@ -86,6 +86,15 @@ def _make_init(dim):
     return init
 
 
+def _stacked(sample_one):
+    """sample(rng, n): n functions drawn one after another by sample_one(rng) -> (a, y)."""
+    def sample(rng, n):
+        _check_n(n)
+        a, y = zip(*(sample_one(rng) for _ in range(n)))
+        return Dataset(a=onp.stack(a), y=onp.stack(y))
+    return sample
+
+
 def _gaussian_points(rng, mean_dim, n_points):
     """One cluster a = μ + A ε, μ ~ N(0, I), A_ij ~ N(0, 1): (n_points, mean_dim); draw order μ, A, ε."""
     mu = rng.standard_normal(mean_dim)
@@ -161,11 +170,6 @@ def robust_linear_regression(c=1.0, *, d_in=3, clusters=4, per_cluster=25):
             y.append(pts @ w_k + b_k + rng.standard_normal(per_cluster))
         return onp.concatenate(a), onp.concatenate(y)
 
-    def sample(rng, n):
-        _check_n(n)
-        a, y = zip(*(sample_one(rng) for _ in range(n)))
-        return Dataset(a=onp.stack(a), y=onp.stack(y))
-
     def loss(x, problems):
         _check_x(x, dim, problems.a.shape[0])
         w, b = x[:, :-1], x[:, -1]
@@ -173,7 +177,7 @@ def robust_linear_regression(c=1.0, *, d_in=3, clusters=4, per_cluster=25):
         r2 = r ** 2
         return np.mean(r2 / (c ** 2 + r2), axis=1)
 
-    return Family("robust_linear_regression", 1, dim, sample, _make_init(dim), loss)
+    return Family("robust_linear_regression", 1, dim, _stacked(sample_one), _make_init(dim), loss)
 
 
 def _unpack_net(x, d_in, h, p):
@@ -204,11 +208,6 @@ def two_layer_net(lam=5e-4, *, d_in=2, hidden=2, classes=2, clusters=4, per_clus
             labels = rng.integers(0, classes, size=clusters)
         return a, onp.repeat(labels, per_cluster)
 
-    def sample(rng, n):
-        _check_n(n)
-        a, y = zip(*(sample_one(rng) for _ in range(n)))
-        return Dataset(a=onp.stack(a), y=onp.stack(y))
-
     def loss(x, problems):
         _check_x(x, dim, problems.a.shape[0])
         W, b, U, c = _unpack_net(x, d_in, hidden, classes)
@@ -219,7 +218,7 @@ def two_layer_net(lam=5e-4, *, d_in=2, hidden=2, classes=2, clusters=4, per_clus
         return np.mean(nll, axis=1) + 0.5 * lam * (np.sum(W ** 2, axis=(1, 2))
                                                    + np.sum(U ** 2, axis=(1, 2)))
 
-    return Family("two_layer_net", 2, dim, sample, _make_init(dim), loss)
+    return Family("two_layer_net", 2, dim, _stacked(sample_one), _make_init(dim), loss)
 
 
 def quadratic(dim=4, *, lam_min=0.1, lam_max=1.0, f_off=0.0):
