@@ -37,10 +37,9 @@ def _symmetrize(A):
 
 
 def _log_obs(data, gmm):
-    """log w_k + log N(y_i; μ_k, Σ_k): (N, K)."""
+    """log w_k + log N(y_i; μ_k, Σ_k): (N, K), one component at a time (memory O(N·D))."""
     L = np.linalg.cholesky(gmm.sigma)                                    # (K, D, D)
-    diff = data[None] - gmm.mu[:, None]                                  # (K, N, D)
-    maha = np.stack([np.sum(solve_triangular(L[k], diff[k].T, lower=True) ** 2, axis=0)
+    maha = np.stack([np.sum(solve_triangular(L[k], (data - gmm.mu[k]).T, lower=True) ** 2, axis=0)
                      for k in range(len(L))])                            # (K, N)
     logdet = 2 * np.sum(np.log(np.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
     D = data.shape[1]

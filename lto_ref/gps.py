@@ -126,10 +126,15 @@ def _policy_cost(family, problems, x0, policy, cfg, lay):
 
 def _c_step(cost, dyn, center, eps, eta, *, nu=None, pi_bar=None, lam_k=None):
     """New controllers within KL ε of ``center`` (SPEC §6.8–6.9): (LinGauss, eta, kl)."""
+    forms = (lingauss.quadratic_form(center.K, center.k, center.inv),
+             None if nu is None else lingauss.quadratic_form(pi_bar.K, pi_bar.k, pi_bar.inv))
+
     def cost_fn(e, idx):
         sub = lambda r: None if r is None else lqr.take(r, idx)  # noqa: E731
+        sub_forms = (sub(forms[0]), sub(forms[1]))
         return lqr.badmm_cost(sub(cost), e, sub(center), nu=None if nu is None else nu[idx],
-                              pi_bar=sub(pi_bar), lam_k=None if lam_k is None else lam_k[idx])
+                              pi_bar=sub(pi_bar), lam_k=None if lam_k is None else lam_k[idx],
+                              forms=sub_forms)
 
     def kl_fn(lg, mu, sigma, idx):
         return lingauss.traj_kl(mu, sigma, lg, lqr.take(center, idx))
@@ -157,8 +162,8 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
                                      map_fn=map_fn)
     cost, _ = cost_lib.quadratize(family, problems, samples.X, dU, scale_by_dU=cfg.cost_scale_dU)
     st = state._replace(dyn_prior=dyn_prior)
-    fit_pibar = lambda s: pibar.fit(r_pibar, samples.X, policy_lib.mean(s.policy, samples.O),  # noqa
-                                    s.policy.var, s.pibar_gmms, cfg.policy_prior)
+    fit_pibar = lambda s, mu_pol: pibar.fit(r_pibar, samples.X, mu_pol, s.policy.var,  # noqa
+                                            s.pibar_gmms, cfg.policy_prior)
     loss = float("nan")
     if cfg.algorithm == "mdgps":
         st, kl, loss = _mdgps_inner(st, samples, dyn, cost, fit_pibar, r_sstep, cfg)
@@ -174,7 +179,8 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
 def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg):
     """Step adaptation and the inner loop of BADMM (SPEC §6.4 steps 3–7)."""
     i, N = st.iteration, cfg.samples
-    pi_bar, gmms = fit_pibar(st)
+    mu_pol = policy_lib.mean(st.policy, samples.O)                       # (M, N, T, dU)
+    pi_bar, gmms = fit_pibar(st, mu_pol)
     st = st._replace(pibar_gmms=gmms)
     step_mult = st.step_mult
     if st.prev is not None:
@@ -192,9 +198,9 @@ def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg):
             pol, whitened, adam, loss = _s_step(rng, st, samples, target, prec,
                                                 sstep.weights(nu, N), cfg)
             st = st._replace(policy=pol, whitened=whitened, adam=adam)
-            pi_bar, gmms = fit_pibar(st)
-            st = st._replace(pibar_gmms=gmms)
             mu_pol = policy_lib.mean(st.policy, samples.O)
+            pi_bar, gmms = fit_pibar(st, mu_pol)
+            st = st._replace(pibar_gmms=gmms)
             lam_k = badmm.update_lambda(lam_k, nu, new_lg, samples.X, mu_pol, cfg.dual_rate)
             if j == cfg.inner_iterations - 1:
                 nu = badmm.update_nu(nu, lingauss.sample_kl(samples.X, mu_pol, new_lg,
@@ -214,7 +220,7 @@ def _mdgps_inner(st, samples, dyn, cost, fit_pibar, rng, cfg):
         target, prec = sstep.targets(st.lg, samples.X)
         pol, whitened, adam, loss = _s_step(rng, st, samples, target, prec, w, cfg)
         st = st._replace(policy=pol, whitened=whitened, adam=adam)
-    pi_bar, gmms = fit_pibar(st)
+    pi_bar, gmms = fit_pibar(st, policy_lib.mean(st.policy, samples.O))
     st = st._replace(pibar_gmms=gmms)
     step_mult = st.step_mult
     if st.prev is not None:

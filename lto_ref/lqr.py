@@ -37,8 +37,9 @@ class QuadCost(NamedTuple):
 
 
 def take(record, idx):
-    """The conditions ``idx`` of a NamedTuple whose fields all have the leading axis M."""
-    return type(record)(*(np.asarray(field)[idx] for field in record))
+    """The conditions ``idx`` of a (Named)tuple whose fields all have the leading axis M."""
+    fields = [np.asarray(field)[idx] for field in record]
+    return type(record)(*fields) if hasattr(record, "_fields") else tuple(fields)
 
 
 def _mv(A, x):
@@ -114,7 +115,7 @@ def backward(dyn, Q_tilde, q_tilde, r=None):
     return lingauss.make(K, k, G), ok
 
 
-def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None):
+def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None, forms=None):
     """Normalised per-step cost of the BADMM C-step (SPEC §6.8), or of MDGPS with ``nu=None``.
 
     Q̃_t = (Cm' + η M(K̂, Ĝ) + ν_t M(K̄, S̄)) / (η + ν_t),  q̃_t likewise with v(·);
@@ -125,6 +126,8 @@ def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None)
     cost : QuadCost;  eta : (M,);  prev : LinGauss, the trust-region centre p̂ (π̄ for MDGPS)
     nu : (M, T) BADMM weights, with pi_bar : LinGauss (K̄, k̄, S̄) and duals lam_K (M, T, dU, dX),
         lam_k (M, T, dU); all None for MDGPS (max_ent_traj = 0, r = 1)
+    forms : optional precomputed ``(quadratic_form(prev), quadratic_form(pi_bar))`` (they do not
+        depend on η, so an η search computes them once)
 
     Returns
     -------
@@ -138,13 +141,16 @@ def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None)
         Cm = Cm - lam_pad - np.swapaxes(lam_pad, -1, -2)
     if lam_k is not None:
         cv = cv - np.concatenate([np.zeros(cv.shape[:-1] + (dX,)), lam_k], axis=-1)
-    Mp, vp, _ = lingauss.quadratic_form(prev.K, prev.k, prev.inv)
+    if forms is None:
+        forms = (lingauss.quadratic_form(prev.K, prev.k, prev.inv),
+                 None if nu is None else lingauss.quadratic_form(pi_bar.K, pi_bar.k, pi_bar.inv))
+    (Mp, vp, _), bar = forms
     e = eta[:, None]
     if nu is None:
         return ((Cm + e[..., None, None] * Mp) / e[..., None, None],
                 (cv + e[..., None] * vp) / e[..., None],
                 np.ones((eta.shape[0], Cm.shape[1] - 1)))
-    Mb, vb, _ = lingauss.quadratic_form(pi_bar.K, pi_bar.k, pi_bar.inv)
+    Mb, vb, _ = bar
     w = e + nu                                                            # (M, T)
     Q = (Cm + e[..., None, None] * Mp + nu[..., None, None] * Mb) / w[..., None, None]
     q = (cv + e[..., None] * vp + nu[..., None] * vb) / w[..., None]

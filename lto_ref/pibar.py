@@ -38,8 +38,13 @@ def fit(rng, X, mu_pol, pol_var, gmms=None, cfg=dynamics.Config(max_clusters=20)
         priors = [dynamics.em(seeds[m], pts[m].reshape(-1, pts.shape[-1]),
                               None if gmms is None else gmms[m], cfg) for m in range(M)]
         gmms, n_pts = priors, N * T
-    K_bar, k_bar, S_bar = (np.stack(a) for a in zip(*(
-        gmm_lib.fit_conditional(np.swapaxes(pts[m], 0, 1), priors[m], n_pts, dX,
-                                strength=cfg.strength, reg=cfg.reg) for m in range(M))))
+    if cfg.pooled:  # one prior for all: every (condition, step) in one batched fit
+        K_bar, k_bar, S_bar = (a.reshape((M, T) + a.shape[1:]) for a in gmm_lib.fit_conditional(
+            np.swapaxes(pts, 1, 2).reshape(M * T, N, -1), gmms[0], n_pts, dX,
+            strength=cfg.strength, reg=cfg.reg))
+    else:
+        K_bar, k_bar, S_bar = (np.stack(a) for a in zip(*(
+            gmm_lib.fit_conditional(np.swapaxes(pts[m], 0, 1), priors[m], n_pts, dX,
+                                    strength=cfg.strength, reg=cfg.reg) for m in range(M))))
     S_bar = lingauss.symmetrize(S_bar + np.diag(pol_var))
     return lingauss.make(K_bar, k_bar, S_bar), gmms

@@ -118,8 +118,12 @@ def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, 
         g = _flatten(grads) + weight_decay * flat
         t += 1
         m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        flat = flat - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
+        v = b2 * v + (1 - b2) * (g * g)
+        # Adam with the bias corrections folded into the step size: same arithmetic up to rounding
+        denom = np.sqrt(v)
+        denom *= 1.0 / np.sqrt(1 - b2 ** t)
+        denom += eps
+        flat = flat - (lr / (1 - b1 ** t)) * (m / denom)
     return policy._replace(net=_unflatten(flat, policy.net)), AdamState(m=m, v=v, t=t), losses
 
 
