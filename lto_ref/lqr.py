@@ -212,7 +212,8 @@ def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iter
             *(_scatter(a, idx, b) for a, b in zip(result, lg)))
         eta[idx], eta_sol[idx], kl_out[idx] = eta_used, eta_used, kl
         con = kl - eps[idx]
-        at_bound = ((con < 0) & (eta_used <= eta_min)) | ((con > 0) & (eta_used >= eta_max))
+        at_bound = (((con < 0) & (eta_used <= eta_min * (1 + 1e-9)))      # rounding of √(lo·hi)
+                    | ((con > 0) & (eta_used >= eta_max * (1 - 1e-9))))
         conv = (np.abs(con) < tol * eps[idx]) | at_bound   # the bracket allows no better
         done[idx[conv]] = True
         low = ~conv & (con < 0)                   # KL too small: η too large

@@ -167,3 +167,15 @@ def test_non_pd_q_uu_raises_eta_until_positive_definite():
     lg, eta = lqr._backward_pd(dyn, cost_fn, np.full(M, 1e-3))
     assert eta[1] == 1e-3 and eta[0] > 1e-3
     assert np.all(np.linalg.eigvalsh(lg.inv) > 0)
+
+
+def test_eta_search_stops_quietly_when_the_bound_is_out_of_reach():
+    rng = np.random.default_rng(3)
+    M, dX, dU, T = 2, 2, 1, 3
+    dyn, cost = random_dynamics(rng, M, T, dX, dU), random_cost(rng, M, T, dX, dU)
+    prev = random_controller(rng, M, T, dX, dU)
+    cost_fn = lambda e, idx: lqr.badmm_cost(lqr.take(cost, idx), e, lqr.take(prev, idx))  # noqa
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # no "did not converge" warning
+        lg, eta, kl, conv = lqr.solve_eta(dyn, cost_fn, _kl_fn(prev), np.full(M, 1e6), np.ones(M))
+    assert conv.all() and np.allclose(eta, 1e-4) and np.all(kl < 1e6)
