@@ -8,7 +8,10 @@ same run are quoted), on N = 1800 logistic-regression problems by default:
 2. rollout throughput (problem-steps per second) of ``rollout.run`` with GD, L-BFGS and the
    learned optimizer (a freshly initialised 229-50-4 policy: its cost does not depend on θ);
 3. seconds per supervised meta-training iteration (90 LR problems, T = 40, both feature-gradient
-   modes).
+   modes);
+4. with ``--gps M``: a GPS training run on M LR training functions (SPEC defaults, ``--algorithm``
+   badmm or mdgps) — seconds and costs per iteration — and the policy's mean objective on 100
+   held-out functions against GD and momentum tuned on the training functions.
 
 Timings use the median of R interleaved repeats. This module is an entry point: it prints.
 """
@@ -86,6 +89,29 @@ def bench_supervised(problems, x0, steps, iterations):
     return out
 
 
+def bench_gps(M, algorithm, iterations):
+    """Train GPS on M LR functions; evaluate on 100 held-out ones against tuned GD and momentum."""
+    import warnings
+    from lto_ref import gps, gps_train
+    fam = objectives.logistic_regression()
+    problems, x0 = objectives.split_data(fam, objectives.TRAIN, M)
+    cfg = gps.Config(algorithm=algorithm, iterations=iterations)
+    t0 = time.perf_counter()
+    pol, log = gps_train.train(fam, problems, x0, cfg, seed=0)
+    total = time.perf_counter() - t0
+    test, x0_test = objectives.split_data(fam, objectives.TEST, 100)
+    train_obj = functools.partial(fam.loss, problems=problems)
+    test_obj = functools.partial(fam.loss, problems=test)
+    curves = {"learned": rollout.run(optimizers.learned(pol, H=cfg.H), test_obj, x0_test, 100).fs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name in ("gd", "momentum"):
+            best, _ = rollout.tune(getattr(optimizers, name), rollout.default_grid(name),
+                                   train_obj, x0, 100)
+            curves[name] = rollout.run(getattr(optimizers, name)(**best), test_obj, x0_test, 100).fs
+    return log, total, {k: v.mean(axis=1) for k, v in curves.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lto_ref.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,9 +120,15 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--sl-iterations", type=int, default=5,
                         help="supervised iterations to time (0 skips)")
+    parser.add_argument("--gps", type=int, default=0, metavar="M",
+                        help="also train GPS on M LR functions and evaluate it (0 skips)")
+    parser.add_argument("--algorithm", choices=("badmm", "mdgps"), default="badmm")
+    parser.add_argument("--gps-iterations", type=int, default=10)
     args = parser.parse_args(argv)
-    if args.problems < 1 or args.repeats < 1 or args.steps < 1 or args.sl_iterations < 0:
-        parser.error("--problems, --repeats, --steps must be >= 1 and --sl-iterations >= 0")
+    if (args.problems < 1 or args.repeats < 1 or args.steps < 1 or args.sl_iterations < 0
+            or args.gps < 0 or args.gps_iterations < 1):
+        parser.error("--problems, --repeats, --steps, --gps-iterations must be >= 1 and "
+                     "--sl-iterations, --gps >= 0")
     fam = objectives.logistic_regression()
     problems, x0 = objectives.split_data(fam, objectives.TRAIN, args.problems)
     print(f"lto_ref benchmark: {args.problems} logistic-regression problems, "
@@ -114,6 +146,14 @@ def main(argv=None):
         for mode, sec in s.items():
             print(f"supervised iteration (90 LR problems, T = 40, feature_grad={mode}): "
                   f"{sec:.3f} s")
+    if args.gps:
+        log, total, F = bench_gps(args.gps, args.algorithm, args.gps_iterations)
+        print(f"GPS {args.algorithm}, {args.gps} LR functions: {total:.0f} s in all; "
+              f"s/iteration {np.round(log.seconds, 1).tolist()}")
+        print(f"  controllers' 40-step cost {np.round(log.controller_cost, 3).tolist()}")
+        print(f"  policy's 40-step cost     {np.round(log.policy_cost, 3).tolist()}")
+        for name, f in F.items():
+            print(f"  held-out mean f at 10/40/100: {name:<9} {f[10]:.4f} {f[40]:.4f} {f[100]:.4f}")
 
 
 if __name__ == "__main__":

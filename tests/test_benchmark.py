@@ -22,3 +22,14 @@ def test_benchmark_entry_point_prints_ratio_and_throughput(capsys):
     benchmark.main(["--problems", "20", "--repeats", "1", "--steps", "2", "--sl-iterations", "0"])
     out = capsys.readouterr().out
     assert "ratio" in out and all(f"rollout {k}" in out for k in ("gd", "lbfgs", "learned"))
+
+
+def test_benchmark_gps_option_trains_and_evaluates(capsys, monkeypatch):
+    from lto_ref import gps
+    tiny = dict(inner_iterations=1, samples=3, T=5, H=3, h=1, sstep_steps=10, hidden=4)
+    real = gps.Config
+    monkeypatch.setattr(gps, "Config", lambda **kw: real(**{**kw, **tiny}))
+    benchmark.main(["--problems", "5", "--repeats", "1", "--steps", "1", "--sl-iterations", "0",
+                    "--gps", "2", "--gps-iterations", "1", "--algorithm", "mdgps"])
+    out = capsys.readouterr().out
+    assert "GPS mdgps, 2 LR functions" in out and "held-out mean f" in out and "momentum" in out
