@@ -141,6 +141,13 @@ def train(family, problems, x0, *, steps=40, iterations=1000, seed=0, config=Con
     J_and_grad = value_and_grad(lambda w: meta_objective(
         unflatten(w), policy, objective, x0, steps, H=cfg.H, variant=cfg.variant,
         feature_grad=cfg.feature_grad))
+    flat, best_flat, log = _descend(J_and_grad, flat, iterations, cfg, callback)
+    log = log._replace(best_policy=policy._replace(net=unflatten(best_flat)))
+    return policy._replace(net=unflatten(flat)), log
+
+
+def _descend(J_and_grad, flat, iterations, cfg, callback):
+    """Adam on θ with clipping, skipping non-finite steps (SPEC §7.4): (θ, best θ, log)."""
     adam = optimizers.adam(cfg.lr)
     state = adam.init(flat[None])
     Js, norms, skipped, run_of_skips = [], [], [], 0
@@ -164,6 +171,6 @@ def train(family, problems, x0, *, steps=40, iterations=1000, seed=0, config=Con
                           f"non-finite iterations", RuntimeWarning)
             break
     log = SupervisedLog(J=onp.array(Js), grad_norm=onp.array(norms), skipped=onp.array(skipped),
-                        aborted=run_of_skips >= cfg.max_skips,
-                        best_policy=policy._replace(net=unflatten(best_flat)), best_iteration=best_i)
-    return policy._replace(net=unflatten(flat)), log
+                        aborted=run_of_skips >= cfg.max_skips, best_policy=None,
+                        best_iteration=best_i)
+    return flat, best_flat, log
