@@ -36,6 +36,7 @@ class Config:
     dual_rate: float = 0.2
     init_form: str = "recursive"     # [I]; "truncated" is the released code's controller
     init_var: float = 0.01
+    init_offset: str = "zero"        # "x0": the released code's k_t = K x_0 quirk (SPEC §6.3)
     cost_scale_dU: bool = True
     sstep_steps: int = 20000
     sstep_batch: int = 25
@@ -94,7 +95,7 @@ def init_state(family, problems, x0, cfg, seed):
     """Iteration-0 state: grid-searched momentum controllers and a fresh policy (SPEC §6.3)."""
     lay = environment.layout(family.dim, cfg.H, cfg.h)
     lg, _ = warmstart.initial_controllers(family, problems, x0, cfg.T, lay, form=cfg.init_form,
-                                          init_var=cfg.init_var)
+                                          init_var=cfg.init_var, offset=cfg.init_offset)
     M, dU = x0.shape
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31]))
     pol = policy_lib.init(rng, features.obs_dim(dU, cfg.H), dU, hidden=cfg.hidden,

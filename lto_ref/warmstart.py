@@ -8,11 +8,13 @@ u_t = K x_t + k_t implements heavy-ball momentum on the controllers' state in on
   state — exact heavy ball, whatever the number of lags h;
 - ``"truncated"`` [C]: u_t = −γ Σ_{j=0}^{h} μ^j g_{t−j} over the gradient lags in the state.
 
-k_t = 0 (the paper's "mean equals the momentum step"); G_t = 0.01·I [C].
+k_t = 0 (the paper's "mean equals the momentum step"; ``offset="zero"``) or, as in the released
+code, k_t = K x_0 with x_0 the initial state (``offset="x0"``: a constant extra −γ g_0 in every
+step, also during the grid search); G_t = 0.01·I [C].
 """
 import numpy as np
 
-from lto_ref import environment, lingauss, objectives
+from lto_ref import environment, features, lingauss, objectives, rollout
 
 __all__ = ["GAMMAS", "MASSES", "momentum_gain", "initial_controllers"]
 
@@ -37,21 +39,33 @@ def momentum_gain(lay, gamma, mass, form="recursive"):
     return K
 
 
+def initial_states(family, problems, x0, lay):
+    """The controllers' state at t = 0 of every condition: (M, dX)."""
+    f, g = rollout.value_and_grad(lambda x: family.loss(x, problems), x0)
+    return features.observe(features.init(x0, f, g, lay.H))[0][:, lay.index]
+
+
 def initial_controllers(family, problems, x0, T, lay, *, form="recursive", init_var=0.01,
-                        gammas=GAMMAS, masses=MASSES):
+                        offset="zero", gammas=GAMMAS, masses=MASSES):
     """Per-condition grid search of momentum controllers; returns (LinGauss (M, T, …), choice).
 
     All M·|grid| noiseless rollouts of T steps run as one batch; the criterion is f(x_T),
     non-finite counts as +inf, ties go to the first setting in γ-major order. ``choice`` is an
     (M, 2) array of the chosen (γ, μ).
     """
+    if offset not in ("zero", "x0"):
+        raise ValueError(f"offset must be 'zero' or 'x0', got {offset!r}")
     grid = [(g, m) for g in gammas for m in masses]
     Ks = np.stack([momentum_gain(lay, g, m, form) for g, m in grid])    # (S, dU, dX)
     M, S = x0.shape[0], len(grid)
     rows = np.repeat(np.arange(M), S)                                    # condition-major
+    K_all = np.tile(Ks, (M, 1, 1))                                       # (M·S, dU, dX)
+    X0 = initial_states(family, problems, x0, lay)                       # (M, dX)
+    k_all = (np.einsum("bij,bj->bi", K_all, X0[rows]) if offset == "x0"
+             else np.zeros(K_all.shape[:2]))
 
     def act(t, X, O):
-        return np.einsum("bij,bnj->bni", np.tile(Ks, (M, 1, 1)), X)
+        return np.einsum("bij,bnj->bni", K_all, X) + k_all[:, None]
     with np.errstate(all="ignore"):
         sim = environment.simulate(family, objectives.subset(problems, rows), x0[rows], act, T,
                                    1, lay)
@@ -59,6 +73,7 @@ def initial_controllers(family, problems, x0, T, lay, *, form="recursive", init_
     final = np.where(np.isfinite(final), final, np.inf)
     best = np.argmin(final, axis=1)                                      # first minimum
     K = np.broadcast_to(Ks[best][:, None], (M, T) + Ks.shape[1:]).copy()
+    k = np.broadcast_to(k_all.reshape(M, S, -1)[np.arange(M), best][:, None], K.shape[:3]).copy()
     dU = lay.d
     G = np.broadcast_to(init_var * np.eye(dU), (M, T, dU, dU))
-    return lingauss.make(K, np.zeros((M, T, dU)), G), np.array(grid)[best]
+    return lingauss.make(K, k, G), np.array(grid)[best]

@@ -76,3 +76,17 @@ def test_pibar_recovers_a_linear_policy(pooled):
     np.testing.assert_allclose(pb.pol_covar, np.broadcast_to(np.diag(var), pb.pol_covar.shape),
                                atol=0.02)
     assert len(gmms) == (1 if pooled else M)
+
+
+def test_x0_offset_adds_minus_gamma_g0_to_every_step():
+    fam, problems, x0 = _lr(2, 1)
+    lay = E.layout(fam.dim, 5, 2)
+    lg0, choice0 = W.initial_controllers(fam, problems, x0, 8, lay, gammas=(0.4,), masses=(0.9,))
+    lg1, _ = W.initial_controllers(fam, problems, x0, 8, lay, offset="x0", gammas=(0.4,),
+                                   masses=(0.9,))
+    _, g0 = rollout.value_and_grad(functools.partial(fam.loss, problems=problems), x0)
+    np.testing.assert_array_equal(lg0.k, 0.0)
+    np.testing.assert_allclose(lg1.k, np.broadcast_to(-0.4 * g0[:, None], lg1.k.shape), rtol=1e-12)
+    np.testing.assert_array_equal(lg0.K, lg1.K)
+    with pytest.raises(ValueError, match="offset"):
+        W.initial_controllers(fam, problems, x0, 8, lay, offset="g0")
