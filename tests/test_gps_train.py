@@ -48,8 +48,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, kill_after):
     with pytest.raises(_Killed):
         gps_train.train(fam, problems, x0, TINY, seed=5, checkpoint_dir=tmp_path,
                         progress=False, callback=kill)
+    done = []
     resumed, log = gps_train.train(fam, problems, x0, TINY, seed=5, checkpoint_dir=tmp_path,
-                                   progress=False)
+                                   progress=False, callback=lambda i, row: done.append(i))
+    assert done == list(range(kill_after + 1, 3))     # only the missing iterations ran
     _same_policy(full, resumed)
     np.testing.assert_array_equal(log.controller_cost, full_log.controller_cost)
     assert log.kl.shape == (3, 3)
