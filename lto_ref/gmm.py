@@ -39,7 +39,8 @@ def _symmetrize(A):
 def _log_obs(data, gmm):
     """log w_k + log N(y_i; μ_k, Σ_k): (N, K), one component at a time (memory O(N·D))."""
     L = np.linalg.cholesky(gmm.sigma)                                    # (K, D, D)
-    maha = np.stack([np.sum(solve_triangular(L[k], (data - gmm.mu[k]).T, lower=True) ** 2, axis=0)
+    maha = np.stack([np.sum(solve_triangular(L[k], (data - gmm.mu[k]).T, lower=True,
+                                             check_finite=False) ** 2, axis=0)
                      for k in range(len(L))])                            # (K, N)
     logdet = 2 * np.sum(np.log(np.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
     D = data.shape[1]
@@ -107,8 +108,9 @@ def prior(gmm, points, n_pts, strength=1.0):
     w = w / w.sum(axis=-1, keepdims=True)
     mu0 = w @ gmm.mu                                                     # (…, D)
     diff = gmm.mu - mu0[..., None, :]                                    # (…, K, D)
-    Phi_tilde = (np.einsum("...k,kij->...ij", w, gmm.sigma)
-                 + np.einsum("...k,...ki,...kj->...ij", w, diff, diff))
+    K = gmm.mu.shape[0]
+    Phi_tilde = ((w @ gmm.sigma.reshape(K, D * D)).reshape(lead + (D, D))     # Σ_k w_k Σ_k
+                 + np.swapaxes(diff * w[..., None], -1, -2) @ diff)        # Σ_k w_k d_k d_kᵀ
     m = strength
     n0 = strength * (n_pts - 2 - D) / n_pts
     return mu0, m * _symmetrize(Phi_tilde), m, n0

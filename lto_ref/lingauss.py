@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LinGauss", "make", "spd_inverse", "quadratic_form", "act", "logdet", "symmetrize", "traj_kl",
-           "policy_kl", "sample_kl"]
+__all__ = ["LinGauss", "make", "spd_inverse", "quadratic_form", "act", "logdet", "symmetrize",
+           "expected_nll", "traj_kl", "policy_kl", "sample_kl"]
 
 
 class LinGauss(NamedTuple):
@@ -85,6 +85,22 @@ def act(lg, t, x, noise):
             + np.einsum("mij,mnj->mni", lg.chol[:, t], noise))
 
 
+def expected_nll(mu, sigma, lg):
+    """E_z[−log N(u; K_t x + k_t, G_t)] + const under z = [x; u] ~ N(mu_t, sigma_t): (M, T).
+
+    = ½[δᵀPδ + tr(P C)] + ½ log|G|,  δ = μ_u − K μ_x − k,  C = Cov(u − K x)
+    = Σ_uu − K Σ_xu − Σ_ux Kᵀ + K Σ_xx Kᵀ, the constant ½ dU log 2π left out. The same as the
+    expectation of the quadratic form (M, v, c) of ``quadratic_form``, without building M.
+    """
+    dX = lg.K.shape[-1]
+    K, Kt = lg.K, np.swapaxes(lg.K, -1, -2)
+    delta = mu[..., dX:] - np.einsum("...ij,...j->...i", K, mu[..., :dX]) - lg.k
+    K_Sxu = K @ sigma[..., :dX, dX:]                                  # (…, dU, dU)
+    C = sigma[..., dX:, dX:] - K_Sxu - np.swapaxes(K_Sxu, -1, -2) + K @ sigma[..., :dX, :dX] @ Kt
+    quad = np.einsum("...i,...ij,...j->...", delta, lg.inv, delta)
+    return 0.5 * (quad + np.einsum("...ij,...ji->...", lg.inv, C) + logdet(lg))
+
+
 def traj_kl(mu, sigma, new, prev):
     """Trust-region KL(p_new ‖ p_prev) under p_new's state-action marginals (SPEC §6.10).
 
@@ -92,12 +108,7 @@ def traj_kl(mu, sigma, new, prev):
 
     mu : (M, T, dX+dU), sigma : (M, T, dX+dU, dX+dU); new, prev : LinGauss  ->  (M,)
     """
-    Mn, vn, cn = quadratic_form(new.K, new.k, new.inv)
-    Mp, vp, cp = quadratic_form(prev.K, prev.k, prev.inv)
-    dM, dv = Mn - Mp, vn - vp
-    kl_t = (-0.5 * np.einsum("...i,...ij,...j->...", mu, dM, mu) - np.sum(mu * dv, axis=-1)
-            - cn + cp - 0.5 * np.einsum("...ij,...ji->...", sigma, dM)
-            - 0.5 * logdet(new) + 0.5 * logdet(prev))
+    kl_t = expected_nll(mu, sigma, prev) - expected_nll(mu, sigma, new)
     return np.sum(np.maximum(kl_t, 0.0), axis=-1)
 
 
@@ -113,7 +124,7 @@ def policy_kl(mu_x, sigma_x, lg, K_bar, k_bar, S_bar):
     delta = np.einsum("...ij,...j->...i", Kd, mu_x) + lg.k - k_bar      # (M, T, dU)
     quad = np.einsum("...i,...ij,...j->...", delta, S_inv, delta)
     tr_G = np.einsum("...ij,...ji->...", S_inv, lg.pol_covar)
-    tr_K = np.einsum("...ij,...jk,...kl,...li->...", sigma_x, np.swapaxes(Kd, -1, -2), S_inv, Kd)
+    tr_K = np.sum((Kd @ sigma_x) * (S_inv @ Kd), axis=(-2, -1))      # tr(Σ^x K̃ᵀ S̄⁻¹ K̃)
     logdet_S = 2.0 * np.sum(np.log(np.diagonal(np.linalg.cholesky(S_bar), axis1=-2, axis2=-1)), -1)
     return 0.5 * (quad + tr_G + tr_K - dU + logdet_S - logdet(lg))
 

@@ -34,6 +34,23 @@ def test_quadratic_form_is_negative_gaussian_log_density(seed, dX, dU):
     np.testing.assert_array_equal(Mq, Mq.T)
 
 
+@given(seeds, st.integers(1, 4), st.integers(1, 3))
+def test_expected_nll_is_the_expected_quadratic_form_and_matches_monte_carlo(seed, dX, dU):
+    rng = rng_from(seed)
+    lg = random_controller(rng, 1, 1, dX, dU)
+    mu, sigma = rng.standard_normal(dX + dU), random_spd(rng, dX + dU)   # any Gaussian over z
+    Mq, v, c = LG.quadratic_form(lg.K[0, 0], lg.k[0, 0], lg.inv[0, 0])
+    expected = (0.5 * mu @ Mq @ mu + 0.5 * np.trace(sigma @ Mq) + mu @ v + c
+                + 0.5 * LG.logdet(lg)[0, 0])
+    ours = LG.expected_nll(mu[None, None], sigma[None, None], lg)[0, 0]
+    np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-9)
+    z = np.random.default_rng(seed).multivariate_normal(mu, sigma, size=40000)
+    x, u = z[:, :dX], z[:, dX:]
+    nll = -scipy.stats.multivariate_normal(np.zeros(dU), lg.pol_covar[0, 0]).logpdf(
+        u - x @ lg.K[0, 0].T - lg.k[0, 0]) - 0.5 * dU * np.log(2 * np.pi)
+    assert abs(nll.mean() - ours) < 5 * nll.std() / np.sqrt(len(nll))
+
+
 @given(seeds, st.integers(1, 3), st.integers(1, 4), st.integers(1, 3))
 def test_make_computes_cholesky_inverse_and_logdet(seed, M, dX, dU):
     rng = rng_from(seed)
