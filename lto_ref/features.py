@@ -22,9 +22,10 @@ batch shape (n,) — features act on the trailing axes only.
 from typing import NamedTuple
 
 import autograd.numpy as np
+import numpy as onp
 
-__all__ = ["History", "init", "push", "observe", "state_dim", "obs_dim", "observe_trace",
-           "VARIANTS"]
+__all__ = ["History", "init", "push", "observe", "state_dim", "obs_dim", "reflection",
+           "observe_trace", "VARIANTS"]
 
 VARIANTS = ("code", "paper")
 
@@ -96,6 +97,18 @@ def state_dim(d, H=25, variant="code", *, include_current_grad=False):
 def obs_dim(d, H=25, variant="code", *, include_current_grad=False):
     """dO = dX − d: the observation is the state without the current location."""
     return state_dim(d, H, variant, include_current_grad=include_current_grad) - d
+
+
+def reflection(d, H=25, variant="code", *, include_current_grad=False):
+    """Signs R (dO,) of the observation of the mirrored problem f̃(x) = f(2c − x).
+
+    Mirroring the problem and its starting point mirrors the whole trajectory: objective values
+    (hence δ and D) are unchanged, every gradient and step changes sign, so O ↦ R·O with
+    R = +1 on the objective-change block and −1 on the gradient and step blocks. A
+    reflection-equivariant policy satisfies μ(R·o) = −μ(o) (``policy.init(symmetric=True)``).
+    """
+    dO = obs_dim(d, H, variant, include_current_grad=include_current_grad)
+    return onp.concatenate([onp.ones(H), -onp.ones(dO - H)])
 
 
 def observe(hist, variant="code", *, relative=True, include_current_grad=False, eps_f=1e-8):

@@ -44,6 +44,7 @@ class Config:
     weight_decay: float = 0.0
     hidden: int = 50
     activation: str = "softplus"
+    symmetric: bool = True           # [I] reflection-odd policy μ(R·o) = −μ(o) (policy module)
     init_pol_wt: float = 0.01        # MDGPS constant weight
     dynamics_fit: dynamics.Config = dynamics.Config()
     policy_prior: dynamics.Config = dynamics.Config(max_clusters=20)
@@ -99,7 +100,8 @@ def init_state(family, problems, x0, cfg, seed):
     M, dU = x0.shape
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31]))
     pol = policy_lib.init(rng, features.obs_dim(dU, cfg.H), dU, hidden=cfg.hidden,
-                          activation=cfg.activation)
+                          activation=cfg.activation,
+                          reflect=features.reflection(dU, cfg.H) if cfg.symmetric else None)
     return GPSState(0, lg, np.full(M, cfg.init_eta), np.ones(M), np.full((M, cfg.T), cfg.nu0),
                     np.zeros((M, cfg.T, dU)), pol, False, None, None, None, None)
 

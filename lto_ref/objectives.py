@@ -29,10 +29,11 @@ from autograd.scipy.special import logsumexp
 __all__ = [
     "Family", "Dataset", "Quadratic", "logistic_regression", "robust_linear_regression",
     "two_layer_net", "logistic_regression_2d", "quadratic", "family_by_name", "split_data",
-    "subset", "TRAIN", "TEST",
+    "subset", "TRAIN", "TEST", "VALIDATION",
 ]
 
 TRAIN, TEST = 0, 1  # split ids of SPEC §2.6
+VALIDATION = 2      # [I] functions of the training distribution for design choices, never test
 
 
 class Family(NamedTuple):
@@ -271,7 +272,7 @@ def family_by_name(name, **kwargs):
 
 
 def split_data(family, split, n, *, base_seed=0):
-    """Data and starting points of a family's train (split 0) or test (split 1) functions.
+    """Data and starting points of a family's train (0), test (1) or validation (2) functions.
 
     One generator per (family, split): ``default_rng(SeedSequence([base_seed, family_id,
     split]))``; the data of all n functions are drawn first, then x0 (SPEC §2.6).
@@ -281,8 +282,8 @@ def split_data(family, split, n, *, base_seed=0):
     problems : the family's data, leading axis n
     x0 : (n, d)
     """
-    if isinstance(split, bool) or not isinstance(split, (int, onp.integer)) or split not in (0, 1):
-        raise ValueError(f"split must be 0 (train) or 1 (test), got {split!r}")
+    if isinstance(split, bool) or not isinstance(split, (int, onp.integer)) or split not in (0, 1, 2):
+        raise ValueError(f"split must be 0 (train), 1 (test) or 2 (validation), got {split!r}")
     rng = onp.random.default_rng(onp.random.SeedSequence([base_seed, family.family_id, split]))
     problems = family.sample(rng, n)
     return problems, family.init(rng, n)

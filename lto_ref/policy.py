@@ -5,6 +5,11 @@
     μ_θ(o) = h W₂ + b₂                     (linear output, no scaling)
     π_θ(a | o) = N(μ_θ(o), diag(var))      (state-independent variance, for GPS)
 
+A *symmetric* policy [I] (``init(..., reflect=R)``, R from ``features.reflection``) is the same
+network made reflection-odd: μ(o) = ½[net(õ) − net(õ_R)], õ_R the whitened R·o. The step for the
+mirrored history is then the mirrored step, μ(R·o) = −μ(o), and in particular μ = 0 when every
+gradient and step is zero: a learned optimizer that stands still at a stationary point.
+
 θ = ``net = [(W₁ (dO, h), b₁ (h,)), (W₂ (h, dU), b₂ (dU,))]`` is a plain list of tuples so that
 autograd can differentiate it. The network acts on the last axis and broadcasts over any leading
 axes, so the same code serves a coordinate-wise policy (paper 2).
@@ -30,6 +35,7 @@ class Policy(NamedTuple):
     scale: np.ndarray   # (dO,) whitening scale = 1 / max(std, floor)
     var: np.ndarray     # (dU,) σ² of the Gaussian policy
     activation: str     # "softplus" or "relu"
+    reflect: object = None  # (dO,) ±1 signs R of the mirrored observation (odd policy), or None
 
 
 def _check_activation(activation):
@@ -37,7 +43,8 @@ def _check_activation(activation):
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
 
 
-def init(rng, d_obs, d_act, *, hidden=50, activation="softplus", weight_scale=0.01, var=0.01):
+def init(rng, d_obs, d_act, *, hidden=50, activation="softplus", weight_scale=0.01, var=0.01,
+         reflect=None):
     """A fresh policy: weights i.i.d. N(0, weight_scale²), biases 0 [C]; identity whitening.
 
     Parameters
@@ -46,6 +53,7 @@ def init(rng, d_obs, d_act, *, hidden=50, activation="softplus", weight_scale=0.
     d_obs, d_act : dO and dU
     hidden : units of the hidden layer (50 [P])
     var : initial action variance σ² (0.01 [C])
+    reflect : None (plain MLP [P]) or (d_obs,) signs ±1 making the policy reflection-odd [I]
     """
     for name, v in (("d_obs", d_obs), ("d_act", d_act), ("hidden", hidden)):
         if not isinstance(v, (int, onp.integer)) or v < 1:
@@ -53,11 +61,16 @@ def init(rng, d_obs, d_act, *, hidden=50, activation="softplus", weight_scale=0.
     _check_activation(activation)
     if not weight_scale >= 0 or not var > 0:
         raise ValueError(f"need weight_scale >= 0 and var > 0, got {weight_scale}, {var}")
+    if reflect is not None:
+        reflect = onp.asarray(reflect, dtype=float)
+        if reflect.shape != (d_obs,) or not onp.all(onp.abs(reflect) == 1):
+            raise ValueError(f"reflect must be None or ({d_obs},) signs ±1, got shape "
+                             f"{reflect.shape}")
     W1 = weight_scale * rng.standard_normal((d_obs, hidden))
     W2 = weight_scale * rng.standard_normal((hidden, d_act))
     net = [(W1, onp.zeros(hidden)), (W2, onp.zeros(d_act))]
     return Policy(net=net, shift=onp.zeros(d_obs), scale=onp.ones(d_obs),
-                  var=onp.full(d_act, float(var)), activation=activation)
+                  var=onp.full(d_act, float(var)), activation=activation, reflect=reflect)
 
 
 def net_mean(net, o_white, activation="softplus"):
@@ -69,11 +82,19 @@ def net_mean(net, o_white, activation="softplus"):
 
 
 def mean(policy, obs):
-    """The deterministic step μ_θ(o): obs (..., dO) -> (..., dU) (used at test time)."""
+    """The deterministic step μ_θ(o): obs (..., dO) -> (..., dU) (used at test time).
+
+    Symmetric policies: ½[net(õ) − net(õ_R)] with õ_R = (R·o)·scale + shift.
+    """
     dO = np.shape(policy.net[0][0])[0]
     if np.shape(obs)[-1] != dO:
         raise ValueError(f"obs must have last dimension dO = {dO}, got shape {np.shape(obs)}")
-    return net_mean(policy.net, obs * policy.scale + policy.shift, policy.activation)
+    mu = net_mean(policy.net, obs * policy.scale + policy.shift, policy.activation)
+    if policy.reflect is None:
+        return mu
+    mu_R = net_mean(policy.net, (obs * policy.reflect) * policy.scale + policy.shift,
+                    policy.activation)
+    return 0.5 * (mu - mu_R)
 
 
 def act(policy, obs, noise):
@@ -131,8 +152,11 @@ def save(path, policy, **meta):
     (W1, b1), (W2, b2) = policy.net
     arrays = dict(W1=W1, b1=b1, W2=W2, b2=b2, shift=policy.shift, scale=policy.scale,
                   var=policy.var)
+    if policy.reflect is not None:
+        arrays["reflect"] = policy.reflect
     record = dict(meta, kind="policy", activation=policy.activation, d_obs=int(onp.shape(W1)[0]),
-                  hidden=int(onp.shape(W1)[1]), d_act=int(onp.shape(W2)[1]))
+                  hidden=int(onp.shape(W1)[1]), d_act=int(onp.shape(W2)[1]),
+                  symmetric=policy.reflect is not None)
     return io.save_arrays(path, {k: onp.asarray(v, dtype=float) for k, v in arrays.items()}, record)
 
 
@@ -146,10 +170,16 @@ def load(path):
         raise ValueError(f"{json_path}: not a policy file (d_obs, hidden, d_act must be "
                          f"positive integers, got {dO!r}, {h!r}, {dU!r})")
     shapes = dict(W1=(dO, h), b1=(h,), W2=(h, dU), b2=(dU,), shift=(dO,), scale=(dO,), var=(dU,))
+    symmetric = meta.get("symmetric", False)
+    if symmetric is True:
+        shapes["reflect"] = (dO,)
     found = {k: arrays[k].shape if k in arrays else None for k in shapes}
-    if meta.get("kind") != "policy" or found != shapes or activation not in ACTIVATIONS:
+    if (meta.get("kind") != "policy" or found != shapes or activation not in ACTIVATIONS
+            or symmetric not in (True, False) or set(arrays) != set(shapes)):
         raise ValueError(f"{json_path}: policy arrays {found} do not match d_obs={dO}, hidden={h}, "
                          f"d_act={dU} (or kind/activation invalid)")
     a = {k: arrays[k].astype(float) for k in shapes}
+    if symmetric and not onp.all(onp.abs(a["reflect"]) == 1):
+        raise ValueError(f"{json_path}: reflect must hold signs ±1")
     net = [(a["W1"], a["b1"]), (a["W2"], a["b2"])]
-    return Policy(net, a["shift"], a["scale"], a["var"], activation), meta
+    return Policy(net, a["shift"], a["scale"], a["var"], activation, a.get("reflect")), meta

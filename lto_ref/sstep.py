@@ -68,25 +68,44 @@ def weights(nu, N):
     return np.minimum(w, 2 * med) / med
 
 
-def loss_and_grad(net, o_white, target, prec, activation="softplus"):
-    """Weighted squared error ½ mean_b (μ̃_b − μ_b)ᵀ P̃_b (μ̃_b − μ_b) and its gradient in ``net``.
+def _loss_and_grad_into(net, grads, o_white, target, prec, activation, o_white_R=None):
+    """The loss of ``loss_and_grad``; its gradient is written into the arrays of ``grads``.
 
-    o_white : (B, dO) whitened observations;  target : (B, dU);  prec : (B, dU, dU)
-    Returns (loss, [(gW1, gb1), (gW2, gb2)]).
+    With ``o_white_R`` (the whitened mirrored observations) μ = ½(net(õ) − net(õ_R)): both halves
+    go through the network as one batch of 2B rows whose output gradients are ±½ ∂loss/∂μ.
     """
     (W1, b1), (W2, b2) = net
+    (gW1, gb1), (gW2, gb2) = grads
     B = o_white.shape[0]
-    a = o_white @ W1 + b1                                                  # (B, h)
+    o = o_white if o_white_R is None else np.concatenate([o_white, o_white_R])
+    a = o @ W1 + b1                                                        # (B or 2B, h)
     if activation == "softplus":
         h, dh_da = np.logaddexp(0.0, a), 0.5 * (1.0 + np.tanh(0.5 * a))   # softplus' = σ
     else:
         h, dh_da = np.maximum(a, 0.0), (a > 0).astype(float)
-    err = target - (h @ W2 + b2)                                           # (B, dU)
-    Pe = np.einsum("bij,bj->bi", prec, err)
-    loss = 0.5 * np.sum(err * Pe) / B
-    d_mu = -Pe / B                                                         # ∂loss/∂μ
-    da = (d_mu @ W2.T) * dh_da
-    return loss, [(o_white.T @ da, da.sum(0)), (h.T @ d_mu, d_mu.sum(0))]
+    out = h @ W2 + b2
+    mu = out if o_white_R is None else 0.5 * (out[:B] - out[B:])
+    err = target - mu                                                      # (B, dU)
+    Pe = np.matmul(prec, err[:, :, None])[:, :, 0]                         # P̃_b e_b
+    d_mu = Pe * (-1.0 / B)                                                 # ∂loss/∂μ
+    d_out = d_mu if o_white_R is None else np.concatenate([0.5 * d_mu, -0.5 * d_mu])
+    da = (d_out @ W2.T) * dh_da
+    np.matmul(o.T, da, out=gW1)
+    da.sum(axis=0, out=gb1)
+    np.matmul(h.T, d_out, out=gW2)
+    d_out.sum(axis=0, out=gb2)
+    return 0.5 * np.sum(err * Pe) / B
+
+
+def loss_and_grad(net, o_white, target, prec, activation="softplus", o_white_R=None):
+    """Weighted squared error ½ mean_b (μ̃_b − μ_b)ᵀ P̃_b (μ̃_b − μ_b) and its gradient in ``net``.
+
+    o_white : (B, dO) whitened observations;  target : (B, dU);  prec : (B, dU, dU)
+    o_white_R : (B, dO) whitened mirrored observations of a symmetric policy, or None
+    Returns (loss, [(gW1, gb1), (gW2, gb2)]).
+    """
+    grads = [(np.empty(np.shape(W)), np.empty(np.shape(b))) for W, b in net]
+    return _loss_and_grad_into(net, grads, o_white, target, prec, activation, o_white_R), grads
 
 
 def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, lr=1e-4,
@@ -102,29 +121,45 @@ def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, 
     Returns
     -------
     policy with the new network, AdamState, losses (steps,) of the minibatches
+
+    The loop works in place on arrays it allocates (parameters, gradient, moments, with the
+    network's layers as views into them): 20,000 steps are dominated by per-call overhead.
     """
     o_white = O * policy.scale + policy.shift
-    flat = _flatten(policy.net)
+    o_white_R = None if policy.reflect is None else (O * policy.reflect) * policy.scale + policy.shift
+    flat = _flatten(policy.net)                                            # a new array
+    grad = np.empty_like(flat)
+    net, grads = _unflatten(flat, policy.net), _unflatten(grad, policy.net)  # views
     state = adam_init(policy.net) if state is None else state
-    m, v, t = state.m, state.v, state.t
+    m, v, t = state.m.copy(), state.v.copy(), state.t
+    tmp, step = np.empty_like(flat), np.empty_like(flat)
     n, order, pos, losses = len(O), rng.permutation(len(O)), 0, np.empty(steps)
     for i in range(steps):
         if pos + batch > n:
             order, pos = rng.permutation(n), 0
         idx = order[pos:pos + batch]
         pos += batch
-        losses[i], grads = loss_and_grad(_unflatten(flat, policy.net), o_white[idx], target[idx],
-                                         prec[idx], policy.activation)
-        g = _flatten(grads) + weight_decay * flat
+        losses[i] = _loss_and_grad_into(net, grads, o_white[idx], target[idx], prec[idx],
+                                        policy.activation,
+                                        None if o_white_R is None else o_white_R[idx])
+        if weight_decay:
+            grad += weight_decay * flat
         t += 1
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * (g * g)
+        m *= b1                                       # m ← β₁ m + (1 − β₁) g
+        m += np.multiply(grad, 1 - b1, out=tmp)
+        v *= b2                                       # v ← β₂ v + (1 − β₂) g²
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1 - b2
+        v += tmp
         # Adam with the bias corrections folded into the step size: same arithmetic up to rounding
-        denom = np.sqrt(v)
-        denom *= 1.0 / np.sqrt(1 - b2 ** t)
-        denom += eps
-        flat = flat - (lr / (1 - b1 ** t)) * (m / denom)
-    return policy._replace(net=_unflatten(flat, policy.net)), AdamState(m=m, v=v, t=t), losses
+        np.sqrt(v, out=tmp)
+        tmp *= 1.0 / np.sqrt(1 - b2 ** t)
+        tmp += eps
+        np.divide(m, tmp, out=step)
+        step *= lr / (1 - b1 ** t)
+        flat -= step
+    new_net = [(W.copy(), b.copy()) for W, b in net]
+    return policy._replace(net=new_net), AdamState(m=m, v=v, t=t), losses
 
 
 def policy_variance(prec, w):

@@ -37,6 +37,7 @@ class Config:
     variant: str = "code"       # feature variant ("code" or "paper")
     hidden: int = 50            # policy hidden units
     activation: str = "softplus"
+    symmetric: bool = True      # reflection-odd policy, as GPS's default (README deviations)
 
     def __post_init__(self):
         if not self.lr > 0 or not self.clip > 0:
@@ -134,8 +135,9 @@ def train(family, problems, x0, *, steps=40, iterations=1000, seed=0, config=Con
     cfg = config
     if policy is None:
         d_obs = features.obs_dim(family.dim, cfg.H, cfg.variant)
+        reflect = features.reflection(family.dim, cfg.H, cfg.variant) if cfg.symmetric else None
         policy = policy_lib.init(onp.random.default_rng(seed), d_obs, family.dim,
-                                 hidden=cfg.hidden, activation=cfg.activation)
+                                 hidden=cfg.hidden, activation=cfg.activation, reflect=reflect)
         policy = fit_initial_whitening(policy, objective, x0, steps, H=cfg.H, variant=cfg.variant)
     flat, unflatten = flatten(policy.net)
     J_and_grad = value_and_grad(lambda w: meta_objective(

@@ -284,7 +284,7 @@ def assert_same(p, q):
 
 
 @pytest.mark.parametrize("fam", ALL, ids=ids)
-@given(seeds, st.sampled_from([obj.TRAIN, obj.TEST]), st.integers(1, 3))
+@given(seeds, st.sampled_from([obj.TRAIN, obj.TEST, obj.VALIDATION]), st.integers(1, 3))
 def test_split_data_is_deterministic_and_follows_spec_seeding(fam, base_seed, split, n):
     p, x0 = obj.split_data(fam, split, n, base_seed=base_seed)
     p2, x02 = obj.split_data(fam, split, n, base_seed=base_seed)
@@ -295,7 +295,7 @@ def test_split_data_is_deterministic_and_follows_spec_seeding(fam, base_seed, sp
     rng = np.random.default_rng(np.random.SeedSequence([base_seed, fid, split]))
     assert_same(p, fam.sample(rng, n))  # data first, then x0 ~ N(0, I)
     np.testing.assert_array_equal(x0, rng.standard_normal((n, fam.dim)))
-    other_split = obj.split_data(fam, 1 - split, n, base_seed=base_seed)[0]
+    other_split = obj.split_data(fam, (split + 1) % 3, n, base_seed=base_seed)[0]
     other_seed = obj.split_data(fam, split, n, base_seed=base_seed + 1)[0]
     assert not np.array_equal(p[0], other_split[0]) and not np.array_equal(p[0], other_seed[0])
 
@@ -337,7 +337,7 @@ def test_bad_n_raises(fam, n):
     (lambda: obj.quadratic(0), "dim"),
     (lambda: obj.quadratic(4, lam_min=2.0, lam_max=1.0), "lam_min"),
     (lambda: obj.quadratic(4, lam_min=0.0), "lam_min"),
-    (lambda: obj.split_data(LR, 2, 3), "split"),
+    (lambda: obj.split_data(LR, 3, 3), "split"),
     (lambda: obj.split_data(LR, -1, 3), "split"),
     (lambda: obj.family_by_name("adam"), "name"),
 ], ids=lambda v: v if isinstance(v, str) else "")

@@ -150,3 +150,69 @@ def test_learned_optimizer_batch_equals_each_problem_alone(seed, variant):
         one = functools.partial(fam.loss, problems=objectives.subset(problems, [i]))
         alone = rollout.run(o, one, x0[i:i + 1], 8)
         np.testing.assert_allclose(together.xs[:, i], alone.xs[:, 0], rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------- symmetric (reflection-odd) policy
+
+def _symmetric_policy(rng, d, H, variant="code", activation="softplus"):
+    dO = features.obs_dim(d, H, variant)
+    pol = _random_policy(rng, dO, d, activation=activation)
+    return pol._replace(reflect=features.reflection(d, H, variant))
+
+
+@given(seeds, st.integers(1, 4), st.integers(1, 6), st.sampled_from(["code", "paper"]))
+def test_reflection_is_the_observation_of_the_mirrored_problem(seed, d, H, variant):
+    rng = rng_from(seed)
+    fam = objectives.quadratic(d)
+    problems = fam.sample(rng, 3)
+    x0 = rng.standard_normal((3, d))
+    obj = functools.partial(fam.loss, problems=problems)
+    mirrored = lambda x: fam.loss(-x, problems)  # noqa: E731  f̃(x) = f(−x)
+    a = rollout.run(opt.momentum(0.3, 0.5), obj, x0, 7)
+    b = rollout.run(opt.momentum(0.3, 0.5), mirrored, -x0, 7)
+    _, O = features.observe_trace(a.xs, a.fs, a.gs, H, variant)
+    _, O_m = features.observe_trace(b.xs, b.fs, b.gs, H, variant)
+    np.testing.assert_allclose(O_m, O * features.reflection(d, H, variant), rtol=1e-12, atol=1e-14)
+
+
+@given(seeds, st.integers(1, 4), st.integers(1, 5), st.sampled_from(P.ACTIVATIONS))
+def test_symmetric_policy_is_odd_under_reflection(seed, d, H, activation):
+    rng = rng_from(seed)
+    pol = _symmetric_policy(rng, d, H, activation=activation)
+    obs = rng.standard_normal((5, features.obs_dim(d, H)))
+    np.testing.assert_array_equal(P.mean(pol, obs * pol.reflect), -P.mean(pol, obs))
+    still = obs * (pol.reflect > 0)            # every gradient and step zero: no step
+    np.testing.assert_array_equal(P.mean(pol, still), 0.0)
+    (W1, b1), (W2, b2) = pol.net              # ½[plain(o) − plain(R·o)], written out
+    plain = pol._replace(reflect=None)
+    np.testing.assert_allclose(P.mean(pol, obs), 0.5 * (P.mean(plain, obs)
+                                                        - P.mean(plain, obs * pol.reflect)),
+                               rtol=1e-12, atol=1e-14)
+
+
+@settings(max_examples=20)
+@given(st.integers(0, 1000))
+def test_symmetric_learned_optimizer_mirrors_its_trajectory_on_the_mirrored_problem(seed):
+    fam, problems, x0, obj = _lr_batch(seed=seed)
+    pol = _symmetric_policy(np.random.default_rng(seed), fam.dim, 25)
+    pol = pol._replace(scale=np.full(pol.scale.shape, 0.1))
+    flipped = problems._replace(y=1.0 - problems.y)  # LR: f(−x; y) = f(x; 1 − y)
+    mirrored = functools.partial(fam.loss, problems=flipped)
+    a = rollout.run(opt.learned(pol), obj, x0, 15)
+    b = rollout.run(opt.learned(pol), mirrored, -x0, 15)
+    np.testing.assert_allclose(b.xs, -a.xs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(b.fs, a.fs, rtol=1e-10)
+
+
+def test_symmetric_policy_round_trips_and_bad_reflect_is_refused(tmp_path):
+    pol = _symmetric_policy(np.random.default_rng(0), 4, 25)
+    P.save(str(tmp_path / "p"), pol, family="logistic_regression")
+    back, meta = P.load(str(tmp_path / "p"))
+    assert meta["symmetric"] is True
+    np.testing.assert_array_equal(back.reflect, pol.reflect)
+    obs = np.random.default_rng(1).standard_normal((3, 229))
+    np.testing.assert_array_equal(P.mean(back, obs), P.mean(pol, obs))
+    with pytest.raises(ValueError, match="reflect"):
+        P.init(np.random.default_rng(0), 229, 4, reflect=np.ones(228))
+    with pytest.raises(ValueError, match="reflect"):
+        P.init(np.random.default_rng(0), 3, 1, reflect=np.array([1.0, 0.5, -1.0]))

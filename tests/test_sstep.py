@@ -31,12 +31,33 @@ def test_hand_written_gradient_matches_autograd(seed, activation):
         np.testing.assert_allclose(gb, ab, rtol=1e-9, atol=1e-12)
 
 
+@given(seeds, st.sampled_from(P.ACTIVATIONS))
+def test_hand_written_gradient_of_a_symmetric_policy_matches_autograd(seed, activation):
+    rng = rng_from(seed)
+    pol, o, target, prec = _problem(rng, activation=activation)
+    reflect = rng.choice([-1.0, 1.0], size=o.shape[1])
+    pol = pol._replace(reflect=reflect, scale=rng.uniform(0.5, 2, o.shape[1]),
+                       shift=rng.standard_normal(o.shape[1]))
+
+    def loss(net):
+        err = target - P.mean(pol._replace(net=net), o)
+        return 0.5 * anp.mean(anp.einsum("bi,bij,bj->b", err, prec, err))
+    o_w, o_wR = o * pol.scale + pol.shift, (o * reflect) * pol.scale + pol.shift
+    value, grads = S.loss_and_grad(pol.net, o_w, target, prec, activation, o_white_R=o_wR)
+    np.testing.assert_allclose(value, loss(pol.net), rtol=1e-12)
+    for (gW, gb), (aW, ab) in zip(grads, grad(loss)(pol.net)):
+        np.testing.assert_allclose(gW, aW, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(gb, ab, rtol=1e-9, atol=1e-12)
+
+
 @settings(max_examples=20)
-@given(seeds)
-def test_targets_from_the_policy_itself_are_a_fixed_point(seed):
+@given(seeds, st.booleans())
+def test_targets_from_the_policy_itself_are_a_fixed_point(seed, symmetric):
     rng = rng_from(seed)
     pol, o, _, prec = _problem(rng, B=40)
     pol = P.with_whitening(pol, o)
+    if symmetric:
+        pol = pol._replace(reflect=rng.choice([-1.0, 1.0], size=o.shape[1]))
     new, state, losses = S.regress(rng, pol, o, P.mean(pol, o), prec, steps=30, batch=8)
     for (W, b), (W2, b2) in zip(pol.net, new.net):
         np.testing.assert_array_equal(W, W2)
