@@ -14,7 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import badmm, cost as cost_lib, dynamics, environment, features, lingauss, lqr
+from lto_ref import badmm, cost as cost_lib, dynamics, environment, eta_search, features
+from lto_ref import lingauss, lqr
 from lto_ref import pibar, policy as policy_lib, sstep, warmstart
 
 __all__ = ["Config", "GPSState", "LogRow", "init_state", "iteration"]
@@ -38,7 +39,7 @@ class Config:
     init_var: float = 0.01
     init_offset: str = "zero"        # "x0": the released code's k_t = K x_0 quirk (SPEC §6.3)
     cost_scale_dU: bool = True
-    sstep_steps: int = 20000
+    sstep_steps: int = 5000          # [I speed; 20,000 = released code] per S-step
     sstep_batch: int = 25
     sstep_lr: float = 1e-4
     weight_decay: float = 0.0
@@ -129,19 +130,14 @@ def _policy_cost(family, problems, x0, policy, cfg, lay):
 
 def _c_step(cost, dyn, center, eps, eta, *, nu=None, pi_bar=None, lam_k=None):
     """New controllers within KL ε of ``center`` (SPEC §6.8–6.9): (LinGauss, eta, kl)."""
-    forms = (lingauss.quadratic_form(center.K, center.k, center.inv),
-             None if nu is None else lingauss.quadratic_form(pi_bar.K, pi_bar.k, pi_bar.inv))
+    terms = lqr.cost_terms(cost, center, nu=nu, pi_bar=pi_bar, lam_k=lam_k)   # once per C-step
 
     def cost_fn(e, idx):
-        sub = lambda r: None if r is None else lqr.take(r, idx)  # noqa: E731
-        sub_forms = (sub(forms[0]), sub(forms[1]))
-        return lqr.badmm_cost(sub(cost), e, sub(center), nu=None if nu is None else nu[idx],
-                              pi_bar=sub(pi_bar), lam_k=None if lam_k is None else lam_k[idx],
-                              forms=sub_forms)
+        return lqr.normalised_cost(lqr.take(terms, idx), e)
 
     def kl_fn(lg, mu, sigma, idx):
         return lingauss.traj_kl(mu, sigma, lg, lqr.take(center, idx))
-    lg, eta, kl, _ = lqr.solve_eta(dyn, cost_fn, kl_fn, eps, eta)
+    lg, eta, kl, _ = eta_search.solve_eta(dyn, cost_fn, kl_fn, eps, eta)
     return lg, eta, kl
 
 

@@ -6,18 +6,18 @@ quadratic cost, the controller minimising
     E[ℓ − uᵀλ] − η E[log p̂] − ν_t E[log π̄] − (η + ν_t) H(p)
 
 is a maximum-entropy LQR on the combined cost divided by (η + ν_t) (``badmm_cost``). ``backward``
-solves it, ``forward`` propagates the state-action marginals, and ``solve_eta`` finds the dual
-variable η for which the trust region KL(p_new ‖ p̂) meets its bound ε. Batched over the M
+solves it and ``forward`` propagates the state-action marginals; ``eta_search.solve_eta`` finds the
+dual variable η for which the trust region KL(p_new ‖ p̂) meets its bound ε. Batched over the M
 conditions (leading axis); plain numpy, index assignment only into arrays created here.
 """
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 
 from lto_ref import lingauss
 
-__all__ = ["Dynamics", "QuadCost", "forward", "backward", "badmm_cost", "solve_eta", "take"]
+__all__ = ["Dynamics", "QuadCost", "CostTerms", "forward", "backward", "cost_terms",
+           "normalised_cost", "badmm_cost", "take"]
 
 
 class Dynamics(NamedTuple):
@@ -37,7 +37,12 @@ class QuadCost(NamedTuple):
 
 
 def take(record, idx):
-    """The conditions ``idx`` of a (Named)tuple whose fields all have the leading axis M."""
+    """The conditions ``idx`` (sorted, unique) of a (Named)tuple whose fields have the leading axis M.
+
+    When ``idx`` selects every condition the record itself is returned (no copies).
+    """
+    if len(idx) == len(record[0]):
+        return record
     fields = [np.asarray(field)[idx] for field in record]
     return type(record)(*fields) if hasattr(record, "_fields") else tuple(fields)
 
@@ -115,23 +120,25 @@ def backward(dyn, Q_tilde, q_tilde, r=None):
     return lingauss.make(K, k, G), ok
 
 
-def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None, forms=None):
-    """Normalised per-step cost of the BADMM C-step (SPEC §6.8), or of MDGPS with ``nu=None``.
+class CostTerms(NamedTuple):
+    """η-independent parts of the C-step cost: Q̃ = (A + η B)/(η + ν), q̃ = (a + η b)/(η + ν)."""
+    A: np.ndarray   # (M, T, dXU, dXU) Cm' + ν_t M(K̄, S̄)
+    a: np.ndarray   # (M, T, dXU) cv' + ν_t v(K̄, k̄, S̄)
+    B: np.ndarray   # (M, T, dXU, dXU) M(K̂, Ĝ) of the trust-region centre
+    b: np.ndarray   # (M, T, dXU) v(K̂, k̂, Ĝ)
+    nu: np.ndarray  # (M, T) ν_t (zeros: MDGPS, max_ent_traj = 0)
 
-    Q̃_t = (Cm' + η M(K̂, Ĝ) + ν_t M(K̄, S̄)) / (η + ν_t),  q̃_t likewise with v(·);
-    Cm'[u, x] = Cm[u, x] − λ_K,  cv'[u] = cv[u] − λ_k;  r_t = (ν_{t+1} + η) / (ν_t + η).
+
+def cost_terms(cost, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None):
+    """The terms of the BADMM C-step cost (SPEC §6.8), or of MDGPS with ``nu=None``.
+
+    Cm'[u, x] = Cm[u, x] − λ_K,  cv'[u] = cv[u] − λ_k;  A = Cm' + ν_t M(K̄, S̄),  B = M(K̂, Ĝ).
 
     Parameters
     ----------
-    cost : QuadCost;  eta : (M,);  prev : LinGauss, the trust-region centre p̂ (π̄ for MDGPS)
+    cost : QuadCost;  prev : LinGauss, the trust-region centre p̂ (π̄ for MDGPS)
     nu : (M, T) BADMM weights, with pi_bar : LinGauss (K̄, k̄, S̄) and duals lam_K (M, T, dU, dX),
-        lam_k (M, T, dU); all None for MDGPS (max_ent_traj = 0, r = 1)
-    forms : optional precomputed ``(quadratic_form(prev), quadratic_form(pi_bar))`` (they do not
-        depend on η, so an η search computes them once)
-
-    Returns
-    -------
-    Q_tilde (M, T, dXU, dXU), q_tilde (M, T, dXU), r (M, T-1)
+        lam_k (M, T, dU); all None for MDGPS
     """
     Cm, cv = cost.Cm, cost.cv
     dX = prev.K.shape[-1]
@@ -141,91 +148,31 @@ def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None,
         Cm = Cm - lam_pad - np.swapaxes(lam_pad, -1, -2)
     if lam_k is not None:
         cv = cv - np.concatenate([np.zeros(cv.shape[:-1] + (dX,)), lam_k], axis=-1)
-    if forms is None:
-        forms = (lingauss.quadratic_form(prev.K, prev.k, prev.inv),
-                 None if nu is None else lingauss.quadratic_form(pi_bar.K, pi_bar.k, pi_bar.inv))
-    (Mp, vp, _), bar = forms
-    e = eta[:, None]
+    Mp, vp, _ = lingauss.quadratic_form(prev.K, prev.k, prev.inv)
     if nu is None:
-        return ((Cm + e[..., None, None] * Mp) / e[..., None, None],
-                (cv + e[..., None] * vp) / e[..., None],
-                np.ones((eta.shape[0], Cm.shape[1] - 1)))
-    Mb, vb, _ = bar
-    w = e + nu                                                            # (M, T)
-    Q = (Cm + e[..., None, None] * Mp + nu[..., None, None] * Mb) / w[..., None, None]
-    q = (cv + e[..., None] * vp + nu[..., None] * vb) / w[..., None]
+        return CostTerms(Cm, cv, Mp, vp, np.zeros(cv.shape[:2]))
+    Mb, vb, _ = lingauss.quadratic_form(pi_bar.K, pi_bar.k, pi_bar.inv)
+    return CostTerms(Cm + nu[..., None, None] * Mb, cv + nu[..., None] * vb, Mp, vp, nu)
+
+
+def normalised_cost(terms, eta):
+    """Q̃_t = (A_t + η B_t)/(η + ν_t), q̃_t likewise, r_t = (ν_{t+1} + η)/(ν_t + η) (SPEC §6.8).
+
+    terms : CostTerms (M conditions);  eta : (M,)  ->  Q̃ (M, T, dXU, dXU), q̃ (M, T, dXU), r (M, T−1)
+    """
+    w = eta[:, None] + terms.nu                                           # (M, T)
+    Q = terms.B * eta[:, None, None, None]
+    Q += terms.A
+    Q /= w[..., None, None]
+    q = (terms.a + eta[:, None, None] * terms.b) / w[..., None]
     return Q, q, w[:, 1:] / w[:, :-1]
 
 
-def _backward_pd(dyn, cost_fn, eta, *, delta0=1e-4, eta_max=1e16):
-    """Backward pass that raises η where Q_uu is not PD: η ← η₀ + δ, δ ← 2δ (SPEC §6.8)."""
-    lg, ok = backward(dyn, *cost_fn(eta, np.arange(eta.shape[0])))
-    eta, delta = eta.copy(), delta0
-    eta0 = eta.copy()
-    while not ok.all():
-        bad = np.flatnonzero(~ok)
-        eta[bad] = eta0[bad] + delta
-        if np.any(eta[bad] >= eta_max):
-            raise RuntimeError(f"no positive-definite Q_uu for conditions {bad.tolist()} up to "
-                               f"eta = {eta_max:g}; non-finite dynamics? "
-                               f"{not np.all(np.isfinite(dyn.Fm[bad]))}")
-        lg_bad, ok_bad = backward(take(dyn, bad), *cost_fn(eta[bad], bad))
-        lg = lingauss.LinGauss(*(_scatter(a, bad, b) for a, b in zip(lg, lg_bad)))
-        ok[bad] = ok_bad
-        delta *= 2
-    return lg, eta
+def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None):
+    """Normalised per-step cost of the BADMM C-step (SPEC §6.8), or of MDGPS with ``nu=None``.
 
-
-def _scatter(full, idx, part):
-    out = full.copy()
-    out[idx] = part
-    return out
-
-
-def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iterations=50,
-              tol=0.1):
-    """Dual search for η so that KL(p_new ‖ p̂) ≈ ε per condition (SPEC §6.9).
-
-    Parameters
-    ----------
-    dyn : Dynamics (M conditions)
-    cost_fn : (eta (m,), idx (m,)) -> (Q_tilde, q_tilde, r) for the conditions idx
-    kl_fn : (lg, mu, sigma, idx) -> (m,) KL of the new controllers of conditions idx
-    eps : (M,) KL bounds;  eta : (M,) starting values
-
-    Returns
-    -------
-    lg : LinGauss, eta : (M,) of that solution, kl : (M,), converged : (M,) bool (also True
-    where η reached the end of its bracket, so that the bound cannot be met)
+    Q̃_t = (Cm' + η M(K̂, Ĝ) + ν_t M(K̄, S̄)) / (η + ν_t),  q̃_t likewise with v(·);
+    ``normalised_cost(cost_terms(...), eta)``. Returns Q̃ (M, T, dXU, dXU), q̃ (M, T, dXU), r (M, T−1).
     """
-    M = eps.shape[0]
-    eta, lo, hi = eta.astype(float).copy(), np.full(M, eta_min), np.full(M, eta_max)
-    done, kl_out, result = np.zeros(M, dtype=bool), np.full(M, np.nan), None
-    eta_sol = eta.copy()
-    for _ in range(iterations):
-        idx = np.flatnonzero(~done)
-        sub = take(dyn, idx)
-        lg, eta_used = _backward_pd(sub, lambda e, i: cost_fn(e, idx[i]), eta[idx])
-        mu, sigma = forward(sub, lg)
-        kl = kl_fn(lg, mu, sigma, idx)
-        result = lg if result is None else lingauss.LinGauss(
-            *(_scatter(a, idx, b) for a, b in zip(result, lg)))
-        eta[idx], eta_sol[idx], kl_out[idx] = eta_used, eta_used, kl
-        con = kl - eps[idx]
-        at_bound = (((con < 0) & (eta_used <= eta_min * (1 + 1e-9)))      # rounding of √(lo·hi)
-                    | ((con > 0) & (eta_used >= eta_max * (1 - 1e-9))))
-        conv = (np.abs(con) < tol * eps[idx]) | at_bound   # the bracket allows no better
-        done[idx[conv]] = True
-        low = ~conv & (con < 0)                   # KL too small: η too large
-        high = ~conv & (con >= 0)
-        i_low, i_high = idx[low], idx[high]
-        hi[i_low] = eta[i_low]
-        eta[i_low] = np.maximum(np.sqrt(lo[i_low] * hi[i_low]), 0.1 * hi[i_low])
-        lo[i_high] = eta[i_high]
-        eta[i_high] = np.minimum(np.sqrt(lo[i_high] * hi[i_high]), 10 * lo[i_high])
-        if done.all():
-            break
-    if not done.all():
-        warnings.warn(f"eta search did not converge for {int((~done).sum())} condition(s) in "
-                      f"{iterations} iterations; keeping the last solution", RuntimeWarning)
-    return result, eta_sol, kl_out, done
+    return normalised_cost(cost_terms(cost, prev, nu=nu, pi_bar=pi_bar, lam_K=lam_K,
+                                      lam_k=lam_k), eta)

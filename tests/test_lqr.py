@@ -7,7 +7,7 @@ import scipy.linalg
 from hypothesis import given, settings, strategies as st
 
 from conftest import rng_from, seeds
-from lto_ref import lingauss as LG, lqr
+from lto_ref import eta_search, lingauss as LG, lqr
 from test_lingauss import random_controller, random_spd
 
 sizes = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.integers(1, 5))
@@ -132,8 +132,8 @@ def test_kl_to_the_previous_controller_is_nonincreasing_in_eta(seed, size):
 
 
 @settings(max_examples=30)
-@given(seeds, sizes, st.floats(0.05, 2.0))
-def test_eta_search_meets_the_kl_bound(seed, size, eps):
+@given(seeds, sizes, st.floats(0.05, 2.0), st.sampled_from(eta_search.METHODS))
+def test_eta_search_meets_the_kl_bound(seed, size, eps, method):
     M, dX, dU, T = size
     rng = rng_from(seed)
     dyn, cost = random_dynamics(rng, M, T, dX, dU), random_cost(rng, M, T, dX, dU)
@@ -145,7 +145,8 @@ def test_eta_search_meets_the_kl_bound(seed, size, eps):
     eps_arr = np.full(M, eps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # unreachable bounds warn
-        lg, eta, kl, conv = lqr.solve_eta(dyn, cost_fn, _kl_fn(prev), eps_arr, np.ones(M))
+        lg, eta, kl, conv = eta_search.solve_eta(dyn, cost_fn, _kl_fn(prev), eps_arr, np.ones(M),
+                                                 method=method)
     reachable = kl_lo > 1.1 * eps
     assert np.all(conv[reachable])
     assert np.all(np.abs(kl[reachable] - eps) < 0.1 * eps)
@@ -164,7 +165,7 @@ def test_non_pd_q_uu_raises_eta_until_positive_definite():
     cost_fn = lambda e, idx: lqr.badmm_cost(lqr.take(cost, idx), e, lqr.take(prev, idx))  # noqa
     _, ok = lqr.backward(dyn, *cost_fn(np.full(M, 1e-3), np.arange(M)))
     assert not ok[0] and ok[1]
-    lg, eta = lqr._backward_pd(dyn, cost_fn, np.full(M, 1e-3))
+    lg, eta = eta_search._backward_pd(dyn, cost_fn, np.full(M, 1e-3))
     assert eta[1] == 1e-3 and eta[0] > 1e-3
     assert np.all(np.linalg.eigvalsh(lg.inv) > 0)
 
@@ -177,5 +178,5 @@ def test_eta_search_stops_quietly_when_the_bound_is_out_of_reach():
     cost_fn = lambda e, idx: lqr.badmm_cost(lqr.take(cost, idx), e, lqr.take(prev, idx))  # noqa
     with warnings.catch_warnings():
         warnings.simplefilter("error")                    # no "did not converge" warning
-        lg, eta, kl, conv = lqr.solve_eta(dyn, cost_fn, _kl_fn(prev), np.full(M, 1e6), np.ones(M))
+        lg, eta, kl, conv = eta_search.solve_eta(dyn, cost_fn, _kl_fn(prev), np.full(M, 1e6), np.ones(M))
     assert conv.all() and np.allclose(eta, 1e-4) and np.all(kl < 1e6)
