@@ -29,6 +29,7 @@ class Config:
     max_samples: int = 20          # the prior keeps the newest max_samples − 1 trajectories
     strength: float = 1.0
     em_iterations: int = 100
+    em_warm_iterations: int = 10   # cap for a warm-started refit (SPEC §6.16 option 3; deviation)
     em_tol: float = 1e-5
     em_reg: float = 1e-6
     reg: float = 1e-3              # added to Σ[xu, xu] before conditioning
@@ -38,7 +39,7 @@ class Config:
 
     def __post_init__(self):
         for name in ("max_clusters", "min_samples_per_cluster", "max_samples", "em_iterations",
-                     "pooled_points"):
+                     "em_warm_iterations", "pooled_points"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("strength", "em_tol", "em_reg", "reg", "x0_var_floor"):
@@ -69,10 +70,15 @@ def initial_state(x0_points, cfg):
 
 
 def em(seed, points, init, cfg):
-    """GMM of K = n_clusters(len(points)) components fitted by EM, warm-started from ``init``."""
+    """GMM of K = n_clusters(len(points)) components fitted by EM, warm-started from ``init``.
+
+    A warm start (``init`` with K components) runs at most ``cfg.em_warm_iterations``.
+    """
     K = gmm_lib.n_clusters(points.shape[0], cfg.max_clusters, cfg.min_samples_per_cluster)
+    warm = init is not None and init.mu.shape == (K, points.shape[1])
     gmm, _ = gmm_lib.fit(np.random.default_rng(seed), points, K, init=init,
-                         max_iterations=cfg.em_iterations, tol=cfg.em_tol, reg=cfg.em_reg)
+                         max_iterations=cfg.em_warm_iterations if warm else cfg.em_iterations,
+                         tol=cfg.em_tol, reg=cfg.em_reg)
     return gmm
 
 

@@ -36,14 +36,24 @@ def _symmetrize(A):
     return 0.5 * (A + np.swapaxes(A, -1, -2))
 
 
-def _log_obs(data, gmm):
-    """log w_k + log N(y_i; μ_k, Σ_k): (N, K), one component at a time (memory O(N·D))."""
+def _log_obs(data, gmm, block=4096):
+    """log w_k + log N(y_i; μ_k, Σ_k): (N, K).
+
+    Mahalanobis terms |L_k⁻¹(y − μ_k)|² as matrix products with the inverse Cholesky factors,
+    over blocks of points (memory O(block·D)).
+    """
+    K, D = gmm.mu.shape
     L = np.linalg.cholesky(gmm.sigma)                                    # (K, D, D)
-    maha = np.stack([np.sum(solve_triangular(L[k], (data - gmm.mu[k]).T, lower=True,
-                                             check_finite=False) ** 2, axis=0)
-                     for k in range(len(L))])                            # (K, N)
+    L_inv = np.stack([solve_triangular(L[k], np.eye(D), lower=True) for k in range(K)])
+    c = np.einsum("kij,kj->ki", L_inv, gmm.mu)                           # L_k⁻¹ μ_k
+    maha = np.empty((K, data.shape[0]))
+    for start in range(0, data.shape[0], block):
+        y = data[start:start + block]
+        for k in range(K):
+            z = y @ L_inv[k].T
+            z -= c[k]
+            maha[k, start:start + block] = np.einsum("ij,ij->i", z, z)
     logdet = 2 * np.sum(np.log(np.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
-    D = data.shape[1]
     return (gmm.logmass[:, None] - 0.5 * (maha + logdet[:, None] + D * np.log(2 * np.pi))).T
 
 
@@ -109,8 +119,8 @@ def prior(gmm, points, n_pts, strength=1.0):
     mu0 = w @ gmm.mu                                                     # (…, D)
     diff = gmm.mu - mu0[..., None, :]                                    # (…, K, D)
     K = gmm.mu.shape[0]
-    Phi_tilde = ((w @ gmm.sigma.reshape(K, D * D)).reshape(lead + (D, D))     # Σ_k w_k Σ_k
-                 + np.swapaxes(diff * w[..., None], -1, -2) @ diff)        # Σ_k w_k d_k d_kᵀ
+    Phi_tilde = (w @ gmm.sigma.reshape(K, D * D)).reshape(lead + (D, D))     # Σ_k w_k Σ_k
+    Phi_tilde += np.swapaxes(diff * w[..., None], -1, -2) @ diff        # + Σ_k w_k d_k d_kᵀ
     m = strength
     n0 = strength * (n_pts - 2 - D) / n_pts
     return mu0, m * _symmetrize(Phi_tilde), m, n0
@@ -127,9 +137,11 @@ def map_gaussian(points, mu0, Phi, m, n0):
         raise ValueError(f"need N + n0 > 0 for a proper posterior, got N={N}, n0={n0}")
     mu = points.mean(axis=-2)
     diff = points - mu[..., None, :]
-    S_hat = np.swapaxes(diff, -1, -2) @ diff / N
     dm = mu - mu0
-    sigma = (N * S_hat + Phi + (N * m / (N + m)) * dm[..., :, None] * dm[..., None, :]) / (N + n0)
+    sigma = np.swapaxes(diff, -1, -2) @ diff                             # N·Ŝ
+    sigma += Phi
+    sigma += (N * m / (N + m)) * dm[..., :, None] * dm[..., None, :]
+    sigma /= N + n0
     return mu, _symmetrize(sigma)
 
 

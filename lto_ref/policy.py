@@ -76,24 +76,27 @@ def init(rng, d_obs, d_act, *, hidden=50, activation="softplus", weight_scale=0.
 def net_mean(net, o_white, activation="softplus"):
     """μ_θ of whitened observations: (..., dO) -> (..., dU). Differentiable in ``net``."""
     (W1, b1), (W2, b2) = net
-    a = np.dot(o_white, W1) + b1
+    a = np.matmul(o_white, W1) + b1          # matmul: np.dot is slow on N-d stacks
     h = np.logaddexp(0.0, a) if activation == "softplus" else np.maximum(a, 0.0)
-    return np.dot(h, W2) + b2
+    return np.matmul(h, W2) + b2
 
 
 def mean(policy, obs):
     """The deterministic step μ_θ(o): obs (..., dO) -> (..., dU) (used at test time).
 
-    Symmetric policies: ½[net(õ) − net(õ_R)] with õ_R = (R·o)·scale + shift.
+    Symmetric policies: ½[net(õ) − net(õ_R)] with õ_R = (R·o)·scale + shift. The whitening is
+    folded into the first layer, so a large batch of observations is read only by the matmul.
     """
     dO = np.shape(policy.net[0][0])[0]
     if np.shape(obs)[-1] != dO:
         raise ValueError(f"obs must have last dimension dO = {dO}, got shape {np.shape(obs)}")
-    mu = net_mean(policy.net, obs * policy.scale + policy.shift, policy.activation)
+    (W1, b1), rest = policy.net[0], list(policy.net[1:])
+    W1_white = policy.scale[:, None] * W1          # õ W₁ + b₁ = o (scale·W₁) + (shift W₁ + b₁)
+    b1_white = np.dot(policy.shift, W1) + b1
+    mu = net_mean([(W1_white, b1_white)] + rest, obs, policy.activation)
     if policy.reflect is None:
         return mu
-    mu_R = net_mean(policy.net, (obs * policy.reflect) * policy.scale + policy.shift,
-                    policy.activation)
+    mu_R = net_mean([(policy.reflect[:, None] * W1_white, b1_white)] + rest, obs, policy.activation)
     return 0.5 * (mu - mu_R)
 
 

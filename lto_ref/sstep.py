@@ -68,44 +68,55 @@ def weights(nu, N):
     return np.minimum(w, 2 * med) / med
 
 
-def _loss_and_grad_into(net, grads, o_white, target, prec, activation, o_white_R=None):
+def _loss_and_grad_into(net, grads, o, target, prec, activation, white, reflect):
     """The loss of ``loss_and_grad``; its gradient is written into the arrays of ``grads``.
 
-    With ``o_white_R`` (the whitened mirrored observations) μ = ½(net(õ) − net(õ_R)): both halves
-    go through the network as one batch of 2B rows whose output gradients are ±½ ∂loss/∂μ.
+    μ is computed exactly as ``policy.mean`` does (whitening folded into the first layer, the
+    mirrored half of a symmetric policy through R·W₁), so a policy's own outputs are an exact
+    fixed point of the regression.
     """
     (W1, b1), (W2, b2) = net
     (gW1, gb1), (gW2, gb2) = grads
-    B = o_white.shape[0]
-    o = o_white if o_white_R is None else np.concatenate([o_white, o_white_R])
-    a = o @ W1 + b1                                                        # (B or 2B, h)
+    shift, scale = white
+    B = o.shape[0]
+    W1_white = scale[:, None] * W1                                         # (dO, h)
+    b1_white = np.dot(shift, W1) + b1
+    halves = [W1_white] if reflect is None else [W1_white, reflect[:, None] * W1_white]
+    a = np.concatenate([np.matmul(o, W) + b1_white for W in halves])      # (B or 2B, h)
     if activation == "softplus":
         h, dh_da = np.logaddexp(0.0, a), 0.5 * (1.0 + np.tanh(0.5 * a))   # softplus' = σ
     else:
         h, dh_da = np.maximum(a, 0.0), (a > 0).astype(float)
-    out = h @ W2 + b2
-    mu = out if o_white_R is None else 0.5 * (out[:B] - out[B:])
+    out = np.matmul(h, W2) + b2
+    mu = out if reflect is None else 0.5 * (out[:B] - out[B:])
     err = target - mu                                                      # (B, dU)
     Pe = np.matmul(prec, err[:, :, None])[:, :, 0]                         # P̃_b e_b
     d_mu = Pe * (-1.0 / B)                                                 # ∂loss/∂μ
-    d_out = d_mu if o_white_R is None else np.concatenate([0.5 * d_mu, -0.5 * d_mu])
-    da = (d_out @ W2.T) * dh_da
-    np.matmul(o.T, da, out=gW1)
+    d_out = d_mu if reflect is None else np.concatenate([0.5 * d_mu, -0.5 * d_mu])
+    da = np.dot(d_out, W2.T) * dh_da                                       # ∂loss/∂a
+    g_white = np.dot(o.T, da[:B])                                          # ∂loss/∂W₁_white
+    if reflect is not None:
+        g_white += reflect[:, None] * np.dot(o.T, da[B:])
     da.sum(axis=0, out=gb1)
-    np.matmul(h.T, d_out, out=gW2)
+    np.multiply(scale[:, None], g_white, out=gW1)                          # chain rule back
+    gW1 += np.outer(shift, gb1)                                            # to W₁ and b₁
+    np.dot(h.T, d_out, out=gW2)
     d_out.sum(axis=0, out=gb2)
     return 0.5 * np.sum(err * Pe) / B
 
 
-def loss_and_grad(net, o_white, target, prec, activation="softplus", o_white_R=None):
+def loss_and_grad(net, o, target, prec, activation="softplus", *, white=None, reflect=None):
     """Weighted squared error ½ mean_b (μ̃_b − μ_b)ᵀ P̃_b (μ̃_b − μ_b) and its gradient in ``net``.
 
-    o_white : (B, dO) whitened observations;  target : (B, dU);  prec : (B, dU, dU)
-    o_white_R : (B, dO) whitened mirrored observations of a symmetric policy, or None
+    o : (B, dO) observations;  target : (B, dU);  prec : (B, dU, dU)
+    white : (shift, scale) of the whitening õ = o·scale + shift (identity if None)
+    reflect : (dO,) signs of a symmetric policy, μ = ½[net(õ) − net(õ_R)], or None
     Returns (loss, [(gW1, gb1), (gW2, gb2)]).
     """
+    dO = np.shape(o)[-1]
+    white = (np.zeros(dO), np.ones(dO)) if white is None else white
     grads = [(np.empty(np.shape(W)), np.empty(np.shape(b))) for W, b in net]
-    return _loss_and_grad_into(net, grads, o_white, target, prec, activation, o_white_R), grads
+    return _loss_and_grad_into(net, grads, o, target, prec, activation, white, reflect), grads
 
 
 def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, lr=1e-4,
@@ -125,8 +136,7 @@ def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, 
     The loop works in place on arrays it allocates (parameters, gradient, moments, with the
     network's layers as views into them): 20,000 steps are dominated by per-call overhead.
     """
-    o_white = O * policy.scale + policy.shift
-    o_white_R = None if policy.reflect is None else (O * policy.reflect) * policy.scale + policy.shift
+    white = (policy.shift, policy.scale)
     flat = _flatten(policy.net)                                            # a new array
     grad = np.empty_like(flat)
     net, grads = _unflatten(flat, policy.net), _unflatten(grad, policy.net)  # views
@@ -139,9 +149,8 @@ def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, 
             order, pos = rng.permutation(n), 0
         idx = order[pos:pos + batch]
         pos += batch
-        losses[i] = _loss_and_grad_into(net, grads, o_white[idx], target[idx], prec[idx],
-                                        policy.activation,
-                                        None if o_white_R is None else o_white_R[idx])
+        losses[i] = _loss_and_grad_into(net, grads, O[idx], target[idx], prec[idx],
+                                        policy.activation, white, policy.reflect)
         if weight_decay:
             grad += weight_decay * flat
         t += 1
