@@ -65,7 +65,7 @@ def _secant_step(eta, kl, eps, lo, hi, kl_lo, kl_hi, prev, repeat):
     log = lambda v: np.log(np.maximum(v, 1e-300))  # noqa: E731
     frac = np.clip((log(kl_lo) - log(eps)) / (log(kl_lo) - log(kl_hi)), 0.05, 0.95)
     frac = np.where(repeat, 0.5, frac)
-    bracketed = np.isfinite(kl_lo) & np.isfinite(kl_hi)
+    bracketed = np.isfinite(kl_lo) & np.isfinite(kl_hi) & (kl_lo > 0)
     inside = np.exp(log(lo) + frac * (log(hi) - log(lo)))
     d_eta = log(eta) - log(prev[0])
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -107,7 +107,9 @@ def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iter
         idx = np.flatnonzero(~done)
         sub = take(dyn, idx)
         lg, eta_used = _backward_pd(sub, lambda e, i: cost_fn(e, idx[i]), eta[idx])
-        kl = kl_fn(lg, *forward(sub, lg), idx)
+        with np.errstate(all="ignore"):
+            kl = kl_fn(lg, *forward(sub, lg), idx)
+        kl = np.where(np.isfinite(kl), kl, np.inf)      # an overflowed forward pass: KL too big
         result = lg if result is None else lingauss.LinGauss(
             *(_scatter(a, idx, b) for a, b in zip(result, lg)))
         eta_sol[idx], kl_out[idx] = eta_used, kl
@@ -125,9 +127,12 @@ def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iter
         if method == "bracket":
             proposal = _bracket_step(eta_used, lo[idx], hi[idx], small)
         else:
-            proposal = _secant_step(eta_used, kl, eps[idx], lo[idx], hi[idx], kl_lo[idx],
-                                    kl_hi[idx], (prev[0][idx], prev[1][idx]),
-                                    side[idx] == new_side)
+            with np.errstate(all="ignore"):
+                proposal = _secant_step(eta_used, kl, eps[idx], lo[idx], hi[idx], kl_lo[idx],
+                                        kl_hi[idx], (prev[0][idx], prev[1][idx]),
+                                        side[idx] == new_side)
+            proposal = np.where(np.isfinite(kl) & np.isfinite(proposal), proposal,
+                                _bracket_step(eta_used, lo[idx], hi[idx], small))
         eta[idx], side[idx] = proposal, new_side
         prev[0][idx], prev[1][idx] = eta_used, kl
         if done.all():

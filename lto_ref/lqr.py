@@ -90,7 +90,7 @@ def backward(dyn, Q_tilde, q_tilde, r=None):
     Returns
     -------
     lg : LinGauss (conditions that failed hold an arbitrary PD placeholder)
-    ok : (M,) bool, False where Q_uu was not positive definite at some step
+    ok : (M,) bool, False where Q_uu was not positive definite (or Q not finite) at some step
     """
     M, T, dXU = q_tilde.shape
     dX = dyn.x0mu.shape[-1]
@@ -98,25 +98,29 @@ def backward(dyn, Q_tilde, q_tilde, r=None):
     K, k, G = np.zeros((M, T, dU, dX)), np.zeros((M, T, dU)), np.zeros((M, T, dU, dU))
     ok = np.ones(M, dtype=bool)
     V, v = np.zeros((M, dX, dX)), np.zeros((M, dX))
-    for t in range(T - 1, -1, -1):
-        Q, q = Q_tilde[:, t], q_tilde[:, t]
-        if t < T - 1:
-            F, f = dyn.Fm[:, t], dyn.fv[:, t]
-            s = np.ones(M) if r is None else r[:, t]
-            Ft = np.swapaxes(F, -1, -2)
-            Q = Q + s[:, None, None] * (Ft @ V @ F)
-            q = q + s[:, None] * _mv(Ft, v + _mv(V, f))
-        Q = lingauss.symmetrize(Q)
-        Quu, Qux, qu = Q[:, dX:, dX:], Q[:, dX:, :dX], q[:, dX:]
-        pd = np.linalg.eigvalsh(Quu)[:, 0] > 0
-        ok &= pd
-        Quu = np.where(pd[:, None, None], Quu, np.eye(dU))  # placeholder keeps the batch going
-        G[:, t] = lingauss.spd_inverse(np.linalg.cholesky(Quu))
-        K[:, t] = -G[:, t] @ Qux
-        k[:, t] = -_mv(G[:, t], qu)
-        Qxu = np.swapaxes(Qux, -1, -2)
-        V = lingauss.symmetrize(Q[:, :dX, :dX] + Qxu @ K[:, t])
-        v = q[:, :dX] + _mv(Qxu, k[:, t])
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught: ok = False
+        for t in range(T - 1, -1, -1):
+            Q, q = Q_tilde[:, t], q_tilde[:, t]
+            if t < T - 1:
+                F, f = dyn.Fm[:, t], dyn.fv[:, t]
+                s = np.ones(M) if r is None else r[:, t]
+                Ft = np.swapaxes(F, -1, -2)
+                Q = Q + s[:, None, None] * (Ft @ V @ F)
+                q = q + s[:, None] * _mv(Ft, v + _mv(V, f))
+            Q = lingauss.symmetrize(Q)
+            finite = np.all(np.isfinite(Q), axis=(-2, -1)) & np.all(np.isfinite(q), axis=-1)
+            Q, q = np.where(finite[:, None, None], Q, 0.0), np.where(finite[:, None], q, 0.0)
+            Quu, Qux, qu = Q[:, dX:, dX:], Q[:, dX:, :dX], q[:, dX:]
+            safe = np.where(finite[:, None, None], Quu, np.eye(dU))
+            pd = finite & (np.linalg.eigvalsh(safe)[:, 0] > 0)   # overflow counts as not PD
+            ok &= pd
+            Quu = np.where(pd[:, None, None], Quu, np.eye(dU))  # placeholder keeps the batch going
+            G[:, t] = lingauss.spd_inverse(np.linalg.cholesky(Quu))
+            K[:, t] = -G[:, t] @ Qux
+            k[:, t] = -_mv(G[:, t], qu)
+            Qxu = np.swapaxes(Qux, -1, -2)
+            V = lingauss.symmetrize(Q[:, :dX, :dX] + Qxu @ K[:, t])
+            v = q[:, :dX] + _mv(Qxu, k[:, t])
     return lingauss.make(K, k, G), ok
 
 

@@ -180,3 +180,15 @@ def test_eta_search_stops_quietly_when_the_bound_is_out_of_reach():
         warnings.simplefilter("error")                    # no "did not converge" warning
         lg, eta, kl, conv = eta_search.solve_eta(dyn, cost_fn, _kl_fn(prev), np.full(M, 1e6), np.ones(M))
     assert conv.all() and np.allclose(eta, 1e-4) and np.all(kl < 1e6)
+
+
+def test_overflowing_backward_pass_counts_as_not_pd_instead_of_raising():
+    rng = np.random.default_rng(1)
+    M, dX, dU, T = 2, 2, 1, 4
+    dyn, cost = random_dynamics(rng, M, T, dX, dU), random_cost(rng, M, T, dX, dU)
+    dyn = dyn._replace(Fm=np.where(np.arange(M)[:, None, None, None] == 0, 1e200 * dyn.Fm, dyn.Fm))
+    prev = random_controller(rng, M, T, dX, dU)
+    with np.errstate(all="ignore"):
+        lg, ok = lqr.backward(dyn, *lqr.badmm_cost(cost, np.ones(M), prev))
+    assert ok.tolist() == [False, True]
+    assert np.all(np.isfinite(lg.K[1])) and np.all(np.linalg.eigvalsh(lg.inv) > 0)
