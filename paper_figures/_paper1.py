@@ -1,0 +1,112 @@
+"""Paper 1, Figures 1–3 (SPEC §8.4): margin of victory and two test functions, one family.
+
+compute: the training and test functions of the family (SPEC §2.6), baselines tuned on the
+training functions (SPEC §3.9), the GPS policy trained on them (cached), every method run from
+the test functions' starting points for ``steps`` iterations. plot: (a) mean margin of victory
+against iteration for GD, momentum, CG, L-BFGS and predicted step descent; (b), (c) the
+objective on test functions ``panels``.
+"""
+import dataclasses
+import functools
+
+import numpy as np
+
+from lto_ref import gps as gps_lib, metrics, objectives, optimizers
+from paper_figures import _claims, _protocol, _train
+
+__all__ = ["Config", "trainings", "compute", "plot", "plotted", "make", "METHODS", "QUICK_GPS"]
+
+METHODS = _protocol.BASELINES + ("learned",)
+# --quick: the whole pipeline in seconds (tiny GPS: 3 iterations, 5 samples of 20 steps)
+QUICK_GPS = gps_lib.Config(iterations=3, samples=5, T=20, sstep_steps=500)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    family: str                       # objectives factory name
+    n_train: int                      # training functions (LR 90, RR 120, NN 80 [P])
+    n_test: int = 100
+    steps: int = 100                  # test horizon T_test [I]
+    seed: int = 0                     # GPS seed
+    gps: gps_lib.Config = gps_lib.Config()
+    panels: tuple = (0, 1)            # test functions of panels (b), (c) [I]
+
+
+def trainings(cfg, ctx):
+    """The meta-trainings ``compute`` needs (``_train.run_job`` jobs)."""
+    return [("gps", ctx, cfg.family, cfg.n_train, cfg.gps, cfg.seed)]
+
+
+def compute(cfg, ctx):
+    """{"arrays": curves (K, T+1, n), mean (K, T+1), mov (K, T+1), …; "meta": settings, claims}."""
+    family = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
+    test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
+    tuned, notes = _protocol.tune_baselines(family, train, x0, cfg.steps)
+    pol, log = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx)
+    methods = {name: optimizers.by_name(name, **tuned[name]) for name in _protocol.BASELINES}
+    methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
+    traces = _protocol.run_methods(family, test, x0_test, methods, cfg.steps)
+    curves = {name: traces[name].fs for name in METHODS}
+    mean, replaced = _protocol.mean_curves(curves)
+    mov = metrics.margin_of_victory(curves)
+    wins = metrics.win_fraction(curves)
+    div = {name: _protocol.diverged(traces[name], x0_test) for name in METHODS}
+    stack = lambda d: np.stack([np.asarray(d[k], dtype=float) for k in METHODS])  # noqa: E731
+    arrays = {"curves": stack(curves), "mean": stack(mean), "mov": stack(mov),
+              "win_fraction": stack(wins), "diverged": stack(div),
+              "controller_cost": log["controller_cost"], "policy_cost": log["policy_cost"]}
+    claims = _claims.paper1(cfg.family, mean, mov, div)
+    meta = {"family": cfg.family, "methods": list(METHODS), "tuned": tuned,
+            "grid_notes": notes, "replaced_values": replaced, "claims": claims,
+            "n_train": cfg.n_train, "n_test": cfg.n_test, "panels": list(cfg.panels)}
+    return {"arrays": arrays, "meta": meta}
+
+
+def plot(result, title):
+    """The three-panel figure of SPEC §8.4 (matplotlib Figure, never shown)."""
+    import matplotlib.pyplot as plt
+    a, meta = result["arrays"], result["meta"]
+    names = meta["methods"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    it = np.arange(a["mov"].shape[1])
+    for k, name in enumerate(names):
+        style = dict(lw=2.2 if name == "learned" else 1.3, color=_protocol.COLOURS[name])
+        axes[0].plot(it, a["mov"][k], label=_protocol.LABELS[name], **style)
+        for ax, j in zip(axes[1:], meta["panels"]):
+            ax.plot(it, a["curves"][k, :, j], label=_protocol.LABELS[name], **style)
+    focus = np.concatenate([a["mov"][names.index("learned")], a["mov"][names.index("momentum")]])
+    lo, hi = np.nanmin(focus), np.nanmax(focus)
+    pad = 0.2 * max(hi - lo, 1e-12)
+    axes[0].set_ylim(lo - pad, hi + pad)
+    axes[0].axhline(0.0, color="k", lw=0.6)
+    axes[0].set_title("(a) mean margin of victory")
+    for ax, j in zip(axes[1:], meta["panels"]):
+        ax.set_title(f"({'bc'[meta['panels'].index(j)]}) test function {j}")
+        ax.set_ylabel("objective value")
+        finite = a["curves"][:, :, j][np.isfinite(a["curves"][:, :, j])]
+        ax.set_ylim(finite.min() - 0.05 * np.ptp(finite), np.percentile(finite, 99) * 1.05)
+    for ax in axes:
+        ax.set_xlabel("iteration")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plotted(result):
+    """Every number the figure shows (for the JSON file)."""
+    a, meta = result["arrays"], result["meta"]
+    return {name: {"mean_margin_of_victory": a["mov"][k].tolist(),
+                   "mean_objective": a["mean"][k].tolist(),
+                   **{f"test_function_{j}": a["curves"][k, :, j].tolist() for j in meta["panels"]}}
+            for k, name in enumerate(meta["methods"])}
+
+
+def make(family, n_train, title, **gps_options):
+    """(FULL, QUICK, trainings, compute, plot, plotted) of one family's figure."""
+    full = Config(family=family, n_train=n_train,
+                  gps=dataclasses.replace(gps_lib.Config(), **gps_options))
+    quick = dataclasses.replace(full, n_train=4, n_test=6, steps=30,
+                                gps=dataclasses.replace(QUICK_GPS, **gps_options))
+    return full, quick, trainings, compute, functools.partial(plot, title=title), plotted

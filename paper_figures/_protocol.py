@@ -1,0 +1,71 @@
+"""The evaluation protocol shared by the figures (SPEC §3.9, §8.1–8.2).
+
+Baselines are tuned on the *training* functions (mean meta-loss over the test horizon, SPEC
+§3.9's grids); every method then runs from the fixed starting points of the held-out test
+functions for ``steps`` iterations; a learned optimizer acts with its deterministic mean.
+"""
+import functools
+import warnings
+
+import numpy as np
+
+from lto_ref import metrics, optimizers, rollout
+
+__all__ = ["BASELINES", "LABELS", "COLOURS", "tune_baselines", "run_methods", "diverged", "mean_curves",
+           "first_true"]
+
+BASELINES = ("gd", "momentum", "conjugate_gradient", "lbfgs")    # paper 1's comparison
+LABELS = {"gd": "gradient descent", "momentum": "momentum", "conjugate_gradient":
+          "conjugate gradient", "lbfgs": "L-BFGS", "learned": "predicted step descent",
+          "supervised": "supervised (backprop) optimizer"}
+COLOURS = {"gd": "tab:blue", "momentum": "tab:orange", "conjugate_gradient": "tab:green",
+           "lbfgs": "tab:purple", "learned": "tab:red", "supervised": "tab:brown"}
+
+
+def tune_baselines(family, problems, x0, steps, *, names=BASELINES, map_fn=map):
+    """{name: best hyperparameters} tuned on the training functions (SPEC §3.9).
+
+    Grid-edge notices are collected instead of printed: returns (best, notes).
+    """
+    objective = functools.partial(family.loss, problems=problems)
+    best, notes = {}, []
+    for name in names:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            best[name], _ = rollout.tune(functools.partial(optimizers.by_name, name),
+                                         rollout.default_grid(name), objective, x0, steps,
+                                         map_fn=map_fn)
+        notes += [f"{name}: {w.message}" for w in caught]
+    return best, notes
+
+
+def run_methods(family, problems, x0, methods, steps):
+    """Traces of every method on the given functions: {name: rollout.Trace}.
+
+    methods : {name: optimizers.Optimizer}
+    """
+    objective = functools.partial(family.loss, problems=problems)
+    with np.errstate(all="ignore"):
+        return {name: rollout.run(opt, objective, x0, steps) for name, opt in methods.items()}
+
+
+def diverged(trace, x0):
+    """SPEC §8.1: non-finite values, f(x_T) > f(x_0), or ‖x_T‖ > 100(1 + ‖x_0‖): (n,) bool."""
+    big = np.linalg.norm(trace.xs[-1], axis=-1) > 100 * (1 + np.linalg.norm(x0, axis=-1))
+    with np.errstate(invalid="ignore"):
+        return trace.diverged | ~np.isfinite(trace.fs[-1]) | (trace.fs[-1] > trace.fs[0]) | big
+
+
+def mean_curves(curves):
+    """F̄_a(i): mean over functions after SPEC §8.2's replacement of non-finite values.
+
+    curves : {name: (T+1, n)}  ->  ({name: (T+1,)}, number of replaced values)
+    """
+    clean, n_replaced = metrics.sanitize(curves)
+    return {k: v.mean(axis=-1) for k, v in clean.items()}, n_replaced
+
+
+def first_true(mask, offset=0):
+    """Index of the first True entry plus ``offset``, or None."""
+    idx = np.flatnonzero(mask)
+    return None if idx.size == 0 else int(idx[0]) + offset

@@ -1,0 +1,85 @@
+"""The figure command: --quick end to end, cache, determinism, bad arguments (STYLE §6, item 33)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from paper_figures import __main__ as cli
+from paper_figures import _claims
+
+KEYS = {"figure", "quick", "config", "plotted", "claims"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("figures")
+    assert cli.main(["--quick", "--out", str(out)]) == 0
+    return out
+
+
+def _finite_numbers(node):
+    if isinstance(node, dict):
+        return all(_finite_numbers(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_finite_numbers(v) for v in node)
+    return node is not None and np.isfinite(node)
+
+
+def test_quick_run_writes_every_figure_with_finite_curves(quick_run):
+    for name in cli.FIGURES:
+        for ext in ("png", "pdf", "json"):
+            assert os.path.getsize(quick_run / f"{name}.{ext}") > 0
+        record = json.loads((quick_run / f"{name}.json").read_text())
+        assert KEYS <= set(record) and record["figure"] == name and record["quick"] is True
+        assert _finite_numbers(record["plotted"]), name
+        assert all({"id", "claim", "measured", "reproduced"} <= set(c) for c in record["claims"])
+    claims = (quick_run / "CLAIMS.md").read_text()
+    for cid in ("LR-1", "RR-4", "NN-3", "SL-2", "2D-3"):
+        assert f"| {cid} |" in claims
+
+
+def test_second_run_replots_from_the_cache_with_the_same_numbers(quick_run, capsys):
+    before = {n: (quick_run / f"{n}.json").read_text() for n in cli.FIGURES}
+    assert cli.main(["--quick", "--out", str(quick_run), "trajectories_2d", "sl_vs_rl"]) == 0
+    assert capsys.readouterr().err.count("(from cache)") == 2
+    for n in ("trajectories_2d", "sl_vs_rl"):
+        assert (quick_run / f"{n}.json").read_text() == before[n]
+
+
+def test_same_seed_same_numbers_after_retraining(quick_run, tmp_path):
+    assert cli.main(["--quick", "--out", str(tmp_path), "--retrain", "fig1_logistic"]) == 0
+    again = json.loads((tmp_path / "fig1_logistic.json").read_text())
+    first = json.loads((quick_run / "fig1_logistic.json").read_text())
+    assert again["plotted"] == first["plotted"] and again["claims"] == first["claims"]
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["no_such_figure"], "unknown figure"),
+    (["--jobs", "-1"], "--jobs"),
+    (["--seed", "-3"], "--seed"),
+    (["--frobnicate"], "unrecognized"),
+])
+def test_bad_arguments_give_one_line_and_exit_code_2(argv, word, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv + ["--out", str(tmp_path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert word in err and "\n" not in err and "Traceback" not in err
+
+
+def test_unwritable_out_gives_one_line_and_exit_code_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--out", str(blocker / "sub")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--out" in err and "\n" not in err
+
+
+def test_claims_table_reports_failures_with_numbers():
+    rows = _claims.sl_vs_rl(5.0, 4.0, np.array([True, False]), np.array([False, False]))
+    assert [r["reproduced"] for r in rows] == [False, True, True]
+    table = _claims.markdown([("sl_vs_rl", rows)])
+    assert "| sl_vs_rl | SL-1 |" in table and "5.000 vs 4.000 | no |" in table
