@@ -42,8 +42,8 @@ def test_hand_written_gradient_of_a_symmetric_policy_matches_autograd(seed, acti
     def loss(net):
         err = target - P.mean(pol._replace(net=net), o)
         return 0.5 * anp.mean(anp.einsum("bi,bij,bj->b", err, prec, err))
-    o_w, o_wR = o * pol.scale + pol.shift, (o * reflect) * pol.scale + pol.shift
-    value, grads = S.loss_and_grad(pol.net, o_w, target, prec, activation, o_white_R=o_wR)
+    value, grads = S.loss_and_grad(pol.net, o, target, prec, activation,
+                                   white=(pol.shift, pol.scale), reflect=reflect)
     np.testing.assert_allclose(value, loss(pol.net), rtol=1e-12)
     for (gW, gb), (aW, ab) in zip(grads, grad(loss)(pol.net)):
         np.testing.assert_allclose(gW, aW, rtol=1e-9, atol=1e-12)
