@@ -92,7 +92,8 @@ def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iter
     Returns
     -------
     lg : LinGauss, eta : (M,) of that solution, kl : (M,), converged : (M,) bool (also True
-    where η reached the end of its bracket, so that the bound cannot be met)
+    where η reached the end of its bracket, or where the smallest η with a positive-definite
+    backward pass already keeps KL below ε: smaller η are infeasible, so the bound cannot be met)
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -114,7 +115,8 @@ def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iter
             *(_scatter(a, idx, b) for a, b in zip(result, lg)))
         eta_sol[idx], kl_out[idx] = eta_used, kl
         con = kl - eps[idx]
-        at_bound = (((con < 0) & (eta_used <= eta_min * (1 + 1e-9)))      # rounding of √(lo·hi)
+        raised = eta_used > eta[idx] * (1 + 1e-9)          # the non-PD fix had to raise η
+        at_bound = (((con < 0) & ((eta_used <= eta_min * (1 + 1e-9)) | raised))
                     | ((con > 0) & (eta_used >= eta_max * (1 - 1e-9))))
         conv = (np.abs(con) < tol * eps[idx]) | at_bound   # the bracket allows no better
         done[idx[conv]] = True

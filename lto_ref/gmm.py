@@ -17,6 +17,8 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
+from lto_ref import lingauss
+
 __all__ = ["GMM", "n_clusters", "fit", "responsibilities", "prior", "map_gaussian", "condition",
            "fit_conditional"]
 
@@ -43,7 +45,7 @@ def _log_obs(data, gmm, block=4096):
     over blocks of points (memory O(block·D)).
     """
     K, D = gmm.mu.shape
-    L = np.linalg.cholesky(gmm.sigma)                                    # (K, D, D)
+    L = lingauss.cholesky(gmm.sigma)                                     # (K, D, D)
     L_inv = np.stack([solve_triangular(L[k], np.eye(D), lower=True) for k in range(K)])
     c = np.einsum("kij,kj->ki", L_inv, gmm.mu)                           # L_k⁻¹ μ_k
     maha = np.empty((K, data.shape[0]))
@@ -153,7 +155,7 @@ def condition(mu, sigma, n_in, *, reg=1e-3):
     """
     S_ii = sigma[..., :n_in, :n_in] + reg * np.eye(n_in)
     S_io = sigma[..., :n_in, n_in:]
-    c = np.linalg.cholesky(S_ii)
+    c = lingauss.cholesky(S_ii)
     A = np.swapaxes(np.linalg.solve(np.swapaxes(c, -1, -2), np.linalg.solve(c, S_io)), -1, -2)
     a = mu[..., n_in:] - np.einsum("...ij,...j->...i", A, mu[..., :n_in])
     W = sigma[..., n_in:, n_in:] - A @ S_ii @ np.swapaxes(A, -1, -2)

@@ -9,12 +9,13 @@ a leading axis M. With P = G⁻¹ and z = [x; u] (SPEC §6.2)::
 ``quadratic_form`` returns (M, v, c); it serves the trust-region term, the BADMM term and the
 trajectory KL. Plain numpy (not differentiated); arrays are never modified in place.
 """
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LinGauss", "make", "spd_inverse", "quadratic_form", "act", "logdet", "symmetrize",
-           "expected_nll", "traj_kl", "policy_kl", "sample_kl"]
+__all__ = ["LinGauss", "make", "cholesky", "spd_inverse", "quadratic_form", "act", "logdet",
+           "symmetrize", "expected_nll", "traj_kl", "policy_kl", "sample_kl"]
 
 
 class LinGauss(NamedTuple):
@@ -29,6 +30,30 @@ class LinGauss(NamedTuple):
 def symmetrize(A):
     """½ (A + Aᵀ) over the last two axes."""
     return 0.5 * (A + np.swapaxes(A, -1, -2))
+
+
+def cholesky(A, *, jitter=1e-9, tries=8):
+    """Lower Cholesky factors of the SPD matrices A (…, k, k), with jitter if a factorisation fails.
+
+    On failure, jitter·mean(diag A)·I is added to every matrix of the batch, ×10 per retry, and
+    a RuntimeWarning says how much; LinAlgError after ``tries`` retries.
+    """
+    try:
+        return np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        pass
+    scale = np.mean(np.abs(np.diagonal(A, axis1=-2, axis2=-1)), axis=-1)[..., None, None]
+    eye = np.eye(A.shape[-1])
+    for i in range(tries):
+        amount = jitter * 10.0 ** i
+        try:
+            L = np.linalg.cholesky(A + amount * np.maximum(scale, 1e-300) * eye)
+        except np.linalg.LinAlgError:
+            continue
+        warnings.warn(f"Cholesky factorisation failed; added {amount:g}·mean(diag)·I jitter",
+                      RuntimeWarning)
+        return L
+    raise np.linalg.LinAlgError(f"not positive definite even with {amount:g}·mean(diag)·I jitter")
 
 
 def spd_inverse(L):
@@ -119,13 +144,14 @@ def policy_kl(mu_x, sigma_x, lg, K_bar, k_bar, S_bar):
     δ = K̃ μ^x + k − k̄.  mu_x (M, T, dX), sigma_x (M, T, dX, dX), K̄ … as LinGauss  ->  (M, T)
     """
     dU = lg.K.shape[-2]
-    S_inv = spd_inverse(np.linalg.cholesky(S_bar))
+    L_S = cholesky(S_bar)
+    S_inv = spd_inverse(L_S)
     Kd = lg.K - K_bar                                                   # (M, T, dU, dX)
     delta = np.einsum("...ij,...j->...i", Kd, mu_x) + lg.k - k_bar      # (M, T, dU)
     quad = np.einsum("...i,...ij,...j->...", delta, S_inv, delta)
     tr_G = np.einsum("...ij,...ji->...", S_inv, lg.pol_covar)
     tr_K = np.sum((Kd @ sigma_x) * (S_inv @ Kd), axis=(-2, -1))      # tr(Σ^x K̃ᵀ S̄⁻¹ K̃)
-    logdet_S = 2.0 * np.sum(np.log(np.diagonal(np.linalg.cholesky(S_bar), axis1=-2, axis2=-1)), -1)
+    logdet_S = 2.0 * np.sum(np.log(np.diagonal(L_S, axis1=-2, axis2=-1)), -1)
     return 0.5 * (quad + tr_G + tr_K - dU + logdet_S - logdet(lg))
 
 

@@ -11,8 +11,8 @@ import functools
 
 import numpy as np
 
-from lto_ref import gps as gps_lib, metrics, objectives, optimizers
-from paper_figures import _claims, _protocol, _train
+from lto_ref import gps as gps_lib, metrics
+from paper_figures import _claims, _protocol
 
 __all__ = ["Config", "trainings", "compute", "plot", "plotted", "make", "METHODS", "QUICK_GPS"]
 
@@ -39,14 +39,7 @@ def trainings(cfg, ctx):
 
 def compute(cfg, ctx):
     """{"arrays": curves (K, T+1, n), mean (K, T+1), mov (K, T+1), …; "meta": settings, claims}."""
-    family = objectives.family_by_name(cfg.family)
-    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
-    test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
-    tuned, notes = _protocol.tune_baselines(family, train, x0, cfg.steps)
-    pol, log = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx)
-    methods = {name: optimizers.by_name(name, **tuned[name]) for name in _protocol.BASELINES}
-    methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
-    traces = _protocol.run_methods(family, test, x0_test, methods, cfg.steps)
+    traces, x0_test, tuned, notes, log = _protocol.learned_against_baselines(cfg, ctx, cfg.steps)
     curves = {name: traces[name].fs for name in METHODS}
     mean, replaced = _protocol.mean_curves(curves)
     mov = metrics.margin_of_victory(curves)

@@ -9,10 +9,11 @@ import warnings
 
 import numpy as np
 
-from lto_ref import metrics, optimizers, rollout
+from lto_ref import metrics, objectives, optimizers, rollout
+from paper_figures import _train
 
-__all__ = ["BASELINES", "LABELS", "COLOURS", "tune_baselines", "run_methods", "diverged", "mean_curves",
-           "first_true"]
+__all__ = ["BASELINES", "LABELS", "COLOURS", "tune_baselines", "run_methods", "diverged",
+           "mean_curves", "learned_against_baselines", "first_true"]
 
 BASELINES = ("gd", "momentum", "conjugate_gradient", "lbfgs")    # paper 1's comparison
 LABELS = {"gd": "gradient descent", "momentum": "momentum", "conjugate_gradient":
@@ -37,6 +38,22 @@ def tune_baselines(family, problems, x0, steps, *, names=BASELINES, map_fn=map):
                                          map_fn=map_fn)
         notes += [f"{name}: {w.message}" for w in caught]
     return best, notes
+
+
+def learned_against_baselines(cfg, ctx, tune_steps):
+    """The paper-1 protocol for ``cfg`` (family, n_train, n_test, steps, gps, seed): traces of the
+    tuned baselines and the GPS policy on the test functions.
+
+    Returns (traces {name: Trace}, x0_test, tuned settings, grid notes, GPS log).
+    """
+    family = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
+    test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
+    tuned, notes = tune_baselines(family, train, x0, tune_steps)
+    pol, log = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx)
+    methods = {name: optimizers.by_name(name, **tuned[name]) for name in BASELINES}
+    methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
+    return run_methods(family, test, x0_test, methods, cfg.steps), x0_test, tuned, notes, log
 
 
 def run_methods(family, problems, x0, methods, steps):

@@ -9,8 +9,8 @@ import dataclasses
 
 import numpy as np
 
-from lto_ref import gps as gps_lib, objectives, optimizers
-from paper_figures import _claims, _paper1, _protocol, _train
+from lto_ref import gps as gps_lib, objectives
+from paper_figures import _claims, _paper1, _protocol
 
 __all__ = ["Config", "FULL", "QUICK", "trainings", "compute", "plot", "plotted"]
 
@@ -67,14 +67,9 @@ def trainings(cfg, ctx):
 
 def compute(cfg, ctx):
     """Iterates of every method on the test functions, the claims and two contour grids."""
+    traces, _, tuned, notes, _ = _protocol.learned_against_baselines(cfg, ctx, cfg.tune_steps)
     family = objectives.family_by_name(cfg.family)
-    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
-    test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
-    tuned, notes = _protocol.tune_baselines(family, train, x0, cfg.tune_steps)
-    pol, _ = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx)
-    methods = {name: optimizers.by_name(name, **tuned[name]) for name in _protocol.BASELINES}
-    methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
-    traces = _protocol.run_methods(family, test, x0_test, methods, cfg.steps)
+    test, _ = objectives.split_data(family, objectives.TEST, cfg.n_test)
     xs = np.stack([traces[m].xs for m in METHODS])
     fs = np.stack([traces[m].fs for m in METHODS])
     g0 = traces["gd"].gs[0]

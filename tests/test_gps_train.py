@@ -77,3 +77,16 @@ def test_bad_shapes_raise():
         gps_train.train(fam, problems, x0[:, :2], TINY, progress=False)
     with pytest.raises(ValueError, match="problems"):
         gps_train.train(fam, objectives.subset(problems, [0, 1]), x0, TINY, progress=False)
+
+
+@pytest.mark.slow
+def test_ten_iterations_on_ten_lr_functions_have_the_released_logs_shape():
+    """SPEC §8.6: decrease, then plateau within ~6 iterations; final/initial controller cost in
+    [0.45, 0.75] (released log 0.59); final policy cost within 10% of the controllers'."""
+    fam, problems, x0 = _data(10)
+    _, log = gps_train.train(fam, problems, x0, gps.Config(), seed=0, progress=False)
+    c, p = log.controller_cost, log.policy_cost
+    assert np.all(np.diff(c[:4]) < 0)                       # decreases first
+    assert abs(c[-1] - c[6]) < 0.02 * c[0]                  # plateau by iteration 6
+    assert 0.45 <= c[-1] / c[0] <= 0.75
+    assert abs(p[-1] - c[-1]) <= 0.1 * c[-1]

@@ -1,4 +1,6 @@
 """Linear-Gaussian controllers: quadratic form, actions, KL divergences (STYLE §6, items 22–23)."""
+import warnings
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -154,3 +156,17 @@ def test_sample_kl_is_the_mean_closed_form_kl(seed, dX, dU):
             ref = np.mean([_gauss_kl(lg.K[m, t] @ X[m, n, t] + lg.k[m, t], lg.pol_covar[m, t],
                                      mu_pol[m, n, t], np.diag(var)) for n in range(3)])
             np.testing.assert_allclose(ours[m, t], ref, rtol=1e-9, atol=1e-10)
+
+
+def test_cholesky_adds_jitter_with_a_warning_only_when_needed():
+    rng = np.random.default_rng(0)
+    spd = random_spd(rng, 3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # no warning on the clean path
+        np.testing.assert_array_equal(LG.cholesky(spd), np.linalg.cholesky(spd))
+    singular = np.ones((2, 3, 3))                           # rank 1: not positive definite
+    with pytest.warns(RuntimeWarning, match="jitter"):
+        L = LG.cholesky(singular)
+    np.testing.assert_allclose(L @ np.swapaxes(L, -1, -2), singular, atol=1e-6)
+    with pytest.raises(np.linalg.LinAlgError):
+        LG.cholesky(-np.eye(2), tries=2)

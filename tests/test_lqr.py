@@ -192,3 +192,23 @@ def test_overflowing_backward_pass_counts_as_not_pd_instead_of_raising():
         lg, ok = lqr.backward(dyn, *lqr.badmm_cost(cost, np.ones(M), prev))
     assert ok.tolist() == [False, True]
     assert np.all(np.isfinite(lg.K[1])) and np.all(np.linalg.eigvalsh(lg.inv) > 0)
+
+
+@given(st.sampled_from(eta_search.METHODS))
+def test_eta_search_stops_when_the_smallest_feasible_eta_already_meets_the_bound(method):
+    rng = np.random.default_rng(0)
+    M, dX, dU, T = 2, 2, 1, 3
+    dyn, cost = random_dynamics(rng, M, T, dX, dU), random_cost(rng, M, T, dX, dU)
+    Cm = cost.Cm.copy()
+    Cm[:, :, dX:, dX:] = -5.0                          # concave in u: small η is not PD
+    cost = cost._replace(Cm=Cm)
+    prev = random_controller(rng, M, T, dX, dU)
+    cost_fn = lambda e, idx: lqr.badmm_cost(lqr.take(cost, idx), e, lqr.take(prev, idx))  # noqa
+    calls = []
+    kl_fn = lambda lg, mu, sigma, idx: calls.append(len(idx)) or _kl_fn(prev)(lg, mu, sigma, idx)  # noqa
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # no "did not converge" warning
+        lg, eta, kl, conv = eta_search.solve_eta(dyn, cost_fn, kl_fn, np.full(M, 1e6),
+                                                 np.full(M, 1e-3), method=method)
+    assert conv.all() and np.all(eta > 1e-3) and np.all(kl < 1e6) and len(calls) == 1
+    assert np.all(np.linalg.eigvalsh(lg.inv) > 0)
