@@ -18,7 +18,8 @@ from lto_ref import badmm, cost as cost_lib, dynamics, environment, eta_search, 
 from lto_ref import lingauss, lqr
 from lto_ref import pibar, policy as policy_lib, sstep, warmstart
 
-__all__ = ["Config", "GPSState", "LogRow", "init_state", "iteration"]
+__all__ = ["Config", "GPSState", "LogRow", "init_state", "iteration", "c_step_block",
+           "config_record"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Config:
     activation: str = "softplus"
     symmetric: bool = True           # [I] reflection-odd policy μ(R·o) = −μ(o) (policy module)
     init_pol_wt: float = 0.01        # MDGPS constant weight
+    chunks: int = 2                  # [I] blocks of conditions per map_fn call (C-step, π̄ fit)
     dynamics_fit: dynamics.Config = dynamics.Config()
     policy_prior: dynamics.Config = dynamics.Config(max_clusters=20)
 
@@ -54,7 +56,7 @@ class Config:
         if self.algorithm not in ("badmm", "mdgps"):
             raise ValueError(f"algorithm must be 'badmm' or 'mdgps', got {self.algorithm!r}")
         for name in ("iterations", "inner_iterations", "samples", "T", "H", "h", "sstep_steps",
-                     "sstep_batch", "hidden"):
+                     "sstep_batch", "hidden", "chunks"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("kl_step", "init_eta", "nu0", "init_var", "sstep_lr", "init_pol_wt"):
@@ -62,6 +64,13 @@ class Config:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.h > self.H:
             raise ValueError(f"h must be <= H = {self.H}, got {self.h}")
+
+
+def config_record(cfg):
+    """The settings a GPS result depends on, as a JSON-able dict (``chunks`` only splits work)."""
+    record = dataclasses.asdict(cfg)
+    del record["chunks"]
+    return record
 
 
 class GPSState(NamedTuple):
@@ -128,8 +137,29 @@ def _policy_cost(family, problems, x0, policy, cfg, lay):
     return float(sim.fs[..., :cfg.T].sum(-1).mean())
 
 
-def _c_step(cost, dyn, center, eps, eta, *, nu=None, pi_bar=None, lam_k=None):
-    """New controllers within KL ε of ``center`` (SPEC §6.8–6.9): (LinGauss, eta, kl)."""
+def _c_step(cost, dyn, center, eps, eta, *, nu=None, pi_bar=None, lam_k=None, map_fn=map,
+            chunks=1):
+    """New controllers within KL ε of ``center`` (SPEC §6.8–6.9): (LinGauss, eta, kl).
+
+    The conditions are split into ``chunks`` contiguous blocks, one ``map_fn`` call each; every
+    condition's η search is independent of the others, so the split never changes the result.
+    """
+    M = eps.shape[0]
+    sel = lambda rec, i: None if rec is None else lqr.take(rec, i)  # noqa: E731
+    jobs = [(lqr.take(cost, i), lqr.take(dyn, i), lqr.take(center, i), eps[i], eta[i],
+             None if nu is None else nu[i], sel(pi_bar, i), None if lam_k is None else lam_k[i])
+            for i in np.array_split(np.arange(M), min(chunks, M))]
+    out = list(map_fn(c_step_block, jobs))
+    lg = lingauss.LinGauss(*(np.concatenate(f) for f in zip(*(o[0] for o in out))))
+    return lg, np.concatenate([o[1] for o in out]), np.concatenate([o[2] for o in out])
+
+
+def c_step_block(args):
+    """C-step of one block of conditions: args = (cost, dyn, center, eps, eta, nu, pi_bar, lam_k).
+
+    Module level, so any executor's ``map`` can run it. Returns (LinGauss, eta, kl).
+    """
+    cost, dyn, center, eps, eta, nu, pi_bar, lam_k = args
     terms = lqr.cost_terms(cost, center, nu=nu, pi_bar=pi_bar, lam_k=lam_k)   # once per C-step
 
     def cost_fn(e, idx):
@@ -162,12 +192,13 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     cost, _ = cost_lib.quadratize(family, problems, samples.X, dU, scale_by_dU=cfg.cost_scale_dU)
     st = state._replace(dyn_prior=dyn_prior)
     fit_pibar = lambda s, mu_pol: pibar.fit(r_pibar, samples.X, mu_pol, s.policy.var,  # noqa
-                                            s.pibar_gmms, cfg.policy_prior)
+                                            s.pibar_gmms, cfg.policy_prior, map_fn=map_fn,
+                                            chunks=cfg.chunks)
     loss = float("nan")
     if cfg.algorithm == "mdgps":
-        st, kl, loss = _mdgps_inner(st, samples, dyn, cost, fit_pibar, r_sstep, cfg)
+        st, kl, loss = _mdgps_inner(st, samples, dyn, cost, fit_pibar, r_sstep, cfg, map_fn)
     else:
-        st, kl, loss = _badmm_inner(st, samples, dyn, cost, fit_pibar, r_sstep, cfg)
+        st, kl, loss = _badmm_inner(st, samples, dyn, cost, fit_pibar, r_sstep, cfg, map_fn)
     row = LogRow(controller_cost=float(samples.fs[..., :cfg.T].sum(-1).mean()),
                  policy_cost=_policy_cost(family, problems, x0, st.policy, cfg, lay),
                  kl=kl, eta=st.eta, step_mult=st.step_mult, nu=st.nu.mean(1), sstep_loss=loss,
@@ -175,7 +206,7 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     return st._replace(iteration=i + 1), row
 
 
-def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg):
+def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
     """Step adaptation and the inner loop of BADMM (SPEC §6.4 steps 3–7)."""
     i, N = st.iteration, cfg.samples
     mu_pol = policy_lib.mean(st.policy, samples.O)                       # (M, N, T, dU)
@@ -204,13 +235,14 @@ def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg):
             if j == cfg.inner_iterations - 1:
                 nu = badmm.update_nu(nu, lingauss.sample_kl(samples.X, mu_pol, new_lg,
                                                             st.policy.var))
-        new_lg, eta, kl = _c_step(cost, dyn, st.lg, eps, eta, nu=nu, pi_bar=pi_bar, lam_k=lam_k)
+        new_lg, eta, kl = _c_step(cost, dyn, st.lg, eps, eta, nu=nu, pi_bar=pi_bar, lam_k=lam_k,
+                                  map_fn=map_fn, chunks=cfg.chunks)
     prev = (st.lg, dyn, cost, pi_bar)
     return st._replace(lg=new_lg, eta=eta, step_mult=step_mult, nu=nu, lam_k=lam_k,
                        prev=prev), kl, loss
 
 
-def _mdgps_inner(st, samples, dyn, cost, fit_pibar, rng, cfg):
+def _mdgps_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
     """MDGPS (SPEC §6.15): C-step in a trust region around π̄, then one S-step."""
     M, N, T = samples.X.shape[:3]
     w = np.ones((M, N, T))                          # constant weight init_pol_wt, normalised
@@ -229,7 +261,7 @@ def _mdgps_inner(st, samples, dyn, cost, fit_pibar, rng, cfg):
         actual = J_prev - badmm.model_cost(pi_bar, dyn, cost)
         step_mult = badmm.step_multiplier(step_mult, predicted, actual)
     eps = cfg.T * cfg.kl_step * step_mult
-    new_lg, eta, kl = _c_step(cost, dyn, pi_bar, eps, st.eta)
+    new_lg, eta, kl = _c_step(cost, dyn, pi_bar, eps, st.eta, map_fn=map_fn, chunks=cfg.chunks)
     target, prec = sstep.targets(new_lg, samples.X)
     pol, whitened, adam, loss = _s_step(rng, st, samples, target, prec, w, cfg)
     st = st._replace(policy=pol, whitened=whitened, adam=adam)

@@ -8,7 +8,6 @@ iteration (``io.save_tree``: .npz + .json, atomic, no pickle); a run restarted w
 arguments resumes from the last complete iteration and ends with the policy an uninterrupted run
 produces (iteration i always draws from ``SeedSequence([seed, i])``).
 """
-import dataclasses
 import json
 import os
 import sys
@@ -18,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lto_ref import dynamics, gmm, io, lingauss, lqr, policy as policy_lib, sstep
-from lto_ref.gps import Config, GPSState, LogRow, init_state, iteration
+from lto_ref.gps import Config, GPSState, LogRow, config_record, init_state, iteration
 
 __all__ = ["GPSLog", "train", "TYPES"]
 
@@ -48,7 +47,7 @@ def _identity(family, x0, cfg, seed):
     """What a checkpoint must match to be resumed: JSON-able description of the run."""
     return {"family": family.name, "dim": family.dim, "M": int(x0.shape[0]), "seed": int(seed),
             "x0_sum": float(np.sum(x0)), "config": json.loads(json.dumps(
-                dataclasses.asdict(cfg)))}
+                config_record(cfg)))}
 
 
 def _progress(i, first, row, cfg, start):

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import gps_train, io, policy as policy_lib, supervised
+from lto_ref import gps as gps_lib, gps_train, io, policy as policy_lib, supervised
 
 __all__ = ["Context", "gps_policy", "supervised_policy", "run_job"]
 
@@ -31,7 +31,8 @@ class Context(NamedTuple):
 
 def _name(kind, family, x0, cfg, seed):
     record = json.dumps({"kind": kind, "family": family.name, "x0": np.round(x0, 12).tolist(),
-                         "config": dataclasses.asdict(cfg), "seed": seed}, sort_keys=True)
+                         "config": (gps_lib.config_record(cfg) if isinstance(cfg, gps_lib.Config)
+                                    else dataclasses.asdict(cfg)), "seed": seed}, sort_keys=True)
     return f"{kind}_{family.name}_{x0.shape[0]}_{hashlib.sha256(record.encode()).hexdigest()[:10]}"
 
 

@@ -46,7 +46,39 @@ def test_same_seed_same_policy_and_different_seed_differs():
 
 @pytest.mark.parametrize("kwargs,arg", [({"algorithm": "ppo"}, "algorithm"), ({"T": 0}, "T"),
                                         ({"kl_step": 0.0}, "kl_step"), ({"samples": -1}, "samples"),
-                                        ({"h": 30}, "h")])
+                                        ({"h": 30}, "h"), ({"chunks": 0}, "chunks")])
 def test_bad_config_raises(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
         gps.Config(**kwargs)
+
+
+def _recording_map(calls):
+    def map_fn(f, jobs):
+        jobs = list(jobs)
+        calls.append((f.__name__, len(jobs)))
+        return [f(j) for j in jobs]
+    return map_fn
+
+
+@pytest.mark.parametrize("algorithm", ["badmm", "mdgps"])
+def test_c_step_blocks_go_through_map_fn_and_do_not_change_the_result(algorithm):
+    fam = objectives.logistic_regression()
+    M = 5
+    problems, x0 = objectives.split_data(fam, objectives.TRAIN, M)
+    results = {}
+    for chunks in (1, 3):
+        cfg = gps.Config(**{**TINY.__dict__, "algorithm": algorithm, "chunks": chunks})
+        state, calls = gps.init_state(fam, problems, x0, cfg, 0), []
+        for _ in range(2):
+            state, row = gps.iteration(state, fam, problems, x0, cfg, 0,
+                                       map_fn=_recording_map(calls))
+        c_calls = [n for name, n in calls if name == "c_step_block"]
+        assert c_calls and all(n == chunks for n in c_calls)        # every C-step, in blocks
+        assert any(name == "fit_block" for name, _ in calls)          # π̄ fits too
+        results[chunks] = (state, row)
+    (a, ra), (b, rb) = results[1], results[3]
+    for fa, fb in zip(a.lg, b.lg):                        # blocks concatenated in order
+        np.testing.assert_array_equal(fa, fb)
+    np.testing.assert_array_equal(ra.eta, rb.eta)
+    np.testing.assert_array_equal(ra.kl, rb.kl)
+    np.testing.assert_array_equal(a.policy.net[0][0], b.policy.net[0][0])

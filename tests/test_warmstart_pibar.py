@@ -78,6 +78,36 @@ def test_pibar_recovers_a_linear_policy(pooled):
     assert len(gmms) == (1 if pooled else M)
 
 
+@pytest.mark.parametrize("pooled", [False, True])
+def test_pibar_blocks_through_map_fn_give_the_single_call_result(pooled):
+    rng = np.random.default_rng(3)
+    M, N, T, dX, dU = 5, 30, 4, 5, 2
+    X = rng.standard_normal((M, N, T, dX))
+    mu_pol = np.tanh(X[..., :dU]) + 0.1 * rng.standard_normal((M, N, T, dU))
+    cfg = dynamics.Config(max_clusters=3, min_samples_per_cluster=10, pooled=pooled)
+    one, g1 = pibar.fit(np.random.default_rng(1), X, mu_pol, np.ones(dU), cfg=cfg)
+    calls = []
+
+    def map_fn(f, jobs):
+        jobs = list(jobs)
+        calls.append(len(jobs))
+        return list(map(f, jobs))
+    many, g3 = pibar.fit(np.random.default_rng(1), X, mu_pol, np.ones(dU), cfg=cfg,
+                         map_fn=map_fn, chunks=3)
+    assert calls == [3 if pooled else M]
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(g1, g3):
+        np.testing.assert_array_equal(a.mu, b.mu)
+    # each condition's fit uses its own points: changing condition 0 leaves the others alone
+    X2 = X.copy()
+    X2[0] += 1.0
+    other, _ = pibar.fit(np.random.default_rng(1), X2, mu_pol, np.ones(dU), cfg=cfg, chunks=3)
+    if not pooled:
+        np.testing.assert_array_equal(other.K[1:], one.K[1:])
+    assert not np.array_equal(other.K[0], one.K[0])
+
+
 def test_x0_offset_adds_minus_gamma_g0_to_every_step():
     fam, problems, x0 = _lr(2, 1)
     lay = E.layout(fam.dim, 5, 2)
