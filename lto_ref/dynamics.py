@@ -58,6 +58,7 @@ def initial_state(x0_points, cfg):
 
     With deterministic x_0 (fixed starting point, zero histories) Σ_x0 = floor·I.
     """
+    x0_points = np.ascontiguousarray(x0_points)   # same summation order, whatever the layout
     N, dX = x0_points.shape
     mu = x0_points.mean(axis=0)
     var = x0_points.var(axis=0)

@@ -68,7 +68,9 @@ def make(K, k, pol_covar):
 
     Raises ValueError when the shapes disagree or a covariance is not positive definite.
     """
-    K, k, G = (np.asarray(a, dtype=float) for a in (K, k, pol_covar))
+    # C order whatever the inputs' layout: an executor's pickling makes arrays C-contiguous, and
+    # matrix products of another layout sum in another order (results would differ in the last bits)
+    K, k, G = (np.ascontiguousarray(a, dtype=float) for a in (K, k, pol_covar))
     dU = K.shape[-2]
     if k.shape != K.shape[:-1] or G.shape != K.shape[:-2] + (dU, dU):
         raise ValueError(f"need K (..., dU, dX), k (..., dU), pol_covar (..., dU, dU) with equal "

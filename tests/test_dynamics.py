@@ -149,3 +149,14 @@ def test_fit_over_conditions_matches_map_fn_and_carries_its_state(pooled):
     assert state2.buffers[0].shape[0] == 7                 # max_samples − 1 trajectories kept
     with pytest.raises(ValueError, match="pooled_points"):
         D.Config(pooled_points=0)
+
+
+def test_initial_state_does_not_depend_on_the_memory_layout_of_its_points():
+    # identical x_0 rows (fixed start, zero histories) summed pairwise along a fast axis 0 and
+    # row by row along a slow one round differently; a pickled copy is C-ordered (issue 4: map_fn)
+    row = np.random.default_rng(0).standard_normal(53) * 3
+    fortran = np.asfortranarray(np.broadcast_to(row, (20, 53)))
+    a = D.initial_state(fortran, D.Config())
+    b = D.initial_state(np.ascontiguousarray(fortran), D.Config())
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)

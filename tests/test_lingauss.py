@@ -170,3 +170,16 @@ def test_cholesky_adds_jitter_with_a_warning_only_when_needed():
     np.testing.assert_allclose(L @ np.swapaxes(L, -1, -2), singular, atol=1e-6)
     with pytest.raises(np.linalg.LinAlgError):
         LG.cholesky(-np.eye(2), tries=2)
+
+
+def test_make_stores_c_order_so_pickled_copies_compute_bitwise_alike():
+    # an executor's pickling returns C-contiguous arrays; gains kept in another layout made the
+    # C-step's products sum in another order in the worker than in the parent (issue 4: map_fn)
+    rng = np.random.default_rng(0)
+    M, T, dU, dX = 3, 5, 4, 53
+    K = np.asfortranarray(rng.standard_normal((M, T, dU, dX)))
+    A = rng.standard_normal((M, T, dU, dU))
+    lg = LG.make(np.swapaxes(np.swapaxes(K, -1, -2).copy(), -1, -2), rng.standard_normal((M, T, dU)),
+                 A @ np.swapaxes(A, -1, -2) + np.eye(dU))
+    assert all(field.flags.c_contiguous for field in lg)
+    np.testing.assert_array_equal(lg.K, K)
