@@ -48,6 +48,7 @@ class Config:
     activation: str = "softplus"
     symmetric: bool = True           # [I] reflection-odd policy μ(R·o) = −μ(o) (policy module)
     init_pol_wt: float = 0.01        # MDGPS constant weight
+    sample_on_policy: bool = False   # MDGPS only: sample from π_θ after iteration 0 [GPS]
     chunks: int = 2                  # [I] blocks of conditions per map_fn call (C-step, π̄ fit)
     dynamics_fit: dynamics.Config = dynamics.Config()
     policy_prior: dynamics.Config = dynamics.Config(max_clusters=20)
@@ -64,6 +65,9 @@ class Config:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.h > self.H:
             raise ValueError(f"h must be <= H = {self.H}, got {self.h}")
+        if self.sample_on_policy and self.algorithm != "mdgps":
+            raise ValueError("sample_on_policy=True needs algorithm='mdgps' (BADMM samples from "
+                             "the controllers)")
 
 
 def config_record(cfg):
@@ -171,10 +175,15 @@ def c_step_block(args):
     return lg, eta, kl
 
 
-def _sample(rng, family, problems, x0, lg, cfg, lay):
+def _sample(rng, family, problems, x0, state, cfg, lay):
+    """N samples per condition from the controllers, or from the stochastic policy π_θ(u | o)
+    when MDGPS samples on-policy (after iteration 0, whose policy is still untrained)."""
     M, dU = x0.shape
     noise = rng.standard_normal((M, cfg.samples, cfg.T, dU))
-    act = lambda t, X, O: lingauss.act(lg, t, X, noise[:, :, t])  # noqa: E731
+    if cfg.sample_on_policy and state.whitened:
+        act = lambda t, X, O: policy_lib.act(state.policy, O, noise[:, :, t])  # noqa: E731
+    else:
+        act = lambda t, X, O: lingauss.act(state.lg, t, X, noise[:, :, t])  # noqa: E731
     with np.errstate(all="ignore"):
         return environment.simulate(family, problems, x0, act, cfg.T, cfg.samples, lay)
 
@@ -186,7 +195,7 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     lay = environment.layout(dU, cfg.H, cfg.h)
     r_sample, r_dyn, r_pibar, r_sstep = np.random.default_rng(
         np.random.SeedSequence([seed, i])).spawn(4)
-    samples = _sample(r_sample, family, problems, x0, state.lg, cfg, lay)
+    samples = _sample(r_sample, family, problems, x0, state, cfg, lay)
     dyn, dyn_prior = dynamics.fit(r_dyn, samples, lay, state.dyn_prior, cfg.dynamics_fit,
                                      map_fn=map_fn)
     cost, _ = cost_lib.quadratize(family, problems, samples.X, dU, scale_by_dU=cfg.cost_scale_dU)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lto_ref import gps, objectives
+from lto_ref import gps, objectives, policy
 
 TINY = gps.Config(iterations=2, inner_iterations=2, samples=5, T=6, H=4, h=2, sstep_steps=40,
                   hidden=8)
@@ -46,7 +46,8 @@ def test_same_seed_same_policy_and_different_seed_differs():
 
 @pytest.mark.parametrize("kwargs,arg", [({"algorithm": "ppo"}, "algorithm"), ({"T": 0}, "T"),
                                         ({"kl_step": 0.0}, "kl_step"), ({"samples": -1}, "samples"),
-                                        ({"h": 30}, "h"), ({"chunks": 0}, "chunks")])
+                                        ({"h": 30}, "h"), ({"chunks": 0}, "chunks"),
+                                        ({"sample_on_policy": True}, "sample_on_policy")])
 def test_bad_config_raises(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
         gps.Config(**kwargs)
@@ -82,3 +83,22 @@ def test_c_step_blocks_go_through_map_fn_and_do_not_change_the_result(algorithm)
     np.testing.assert_array_equal(ra.eta, rb.eta)
     np.testing.assert_array_equal(ra.kl, rb.kl)
     np.testing.assert_array_equal(a.policy.net[0][0], b.policy.net[0][0])
+
+
+@pytest.mark.parametrize("on_policy", [False, True])
+def test_mdgps_samples_from_the_policy_after_iteration_0_only_when_asked(on_policy):
+    cfg = gps.Config(**{**TINY.__dict__, "algorithm": "mdgps", "sample_on_policy": on_policy})
+    fam = objectives.logistic_regression()
+    problems, x0 = objectives.split_data(fam, objectives.TRAIN, 3)
+    lay = gps.environment.layout(fam.dim, cfg.H, cfg.h)
+    state = gps.init_state(fam, problems, x0, cfg, 0)
+    for _ in range(2):
+        draws = gps._sample(np.random.default_rng(7), fam, problems, x0, state, cfg, lay)
+        noise = np.random.default_rng(7).standard_normal(draws.U.shape)    # the same draws
+        from_policy = policy.act(state.policy, draws.O, noise) if state.whitened else None
+        from_lg = np.stack([gps.lingauss.act(state.lg, t, draws.X[:, :, t], noise[:, :, t])
+                            for t in range(cfg.T)], axis=2)
+        expected = from_policy if (on_policy and state.whitened) else from_lg
+        np.testing.assert_allclose(draws.U, expected, rtol=1e-12, atol=1e-12)
+        state, _ = gps.iteration(state, fam, problems, x0, cfg, 0)
+    assert state.whitened
