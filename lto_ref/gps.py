@@ -49,7 +49,8 @@ class Config:
     symmetric: bool = True           # [I] reflection-odd policy μ(R·o) = −μ(o) (policy module)
     init_pol_wt: float = 0.01        # MDGPS constant weight
     sample_on_policy: bool = False   # MDGPS only: sample from π_θ after iteration 0 [GPS]
-    chunks: int = 2                  # [I] blocks of conditions per map_fn call (C-step, π̄ fit)
+    # [I] blocks of conditions per map_fn call (C-step, π̄ fit); splits work, never the result
+    chunks: int = dataclasses.field(default=2, metadata={"identity": False})
     dynamics_fit: dynamics.Config = dynamics.Config()
     policy_prior: dynamics.Config = dynamics.Config(max_clusters=20)
 
@@ -71,10 +72,12 @@ class Config:
 
 
 def config_record(cfg):
-    """The settings a GPS result depends on, as a JSON-able dict (``chunks`` only splits work)."""
-    record = dataclasses.asdict(cfg)
-    del record["chunks"]
-    return record
+    """The settings a result depends on: a (nested) dataclass configuration as a dict, without
+    the fields marked ``metadata={"identity": False}`` (such as ``Config.chunks``)."""
+    if not dataclasses.is_dataclass(cfg):
+        return cfg
+    return {f.name: config_record(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+            if f.metadata.get("identity", True)}
 
 
 class GPSState(NamedTuple):

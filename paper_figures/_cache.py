@@ -6,18 +6,18 @@ later run with the same configuration reads it back instead of computing (``--re
 recomputes). Writes go through ``lto_ref.io`` (atomic, JSON last), so an interrupted run never
 leaves a half-written result that would be read back.
 """
-import dataclasses
 import json
 import os
 
-from lto_ref import io
+from lto_ref import gps, io
 
 __all__ = ["config_record", "load_or_compute"]
 
 
 def config_record(cfg):
-    """The JSON form of a (nested) frozen-dataclass configuration."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg), sort_keys=True))
+    """The JSON form of a (nested) frozen-dataclass configuration, identity fields only
+    (``gps.config_record``: how work is split, e.g. ``gps.Config.chunks``, is left out)."""
+    return json.loads(json.dumps(gps.config_record(cfg), sort_keys=True))
 
 
 def load_or_compute(folder, name, cfg, compute, *, retrain=False):

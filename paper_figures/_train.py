@@ -31,8 +31,7 @@ class Context(NamedTuple):
 
 def _name(kind, family, x0, cfg, seed):
     record = json.dumps({"kind": kind, "family": family.name, "x0": np.round(x0, 12).tolist(),
-                         "config": (gps_lib.config_record(cfg) if isinstance(cfg, gps_lib.Config)
-                                    else dataclasses.asdict(cfg)), "seed": seed}, sort_keys=True)
+                         "config": gps_lib.config_record(cfg), "seed": seed}, sort_keys=True)
     return f"{kind}_{family.name}_{x0.shape[0]}_{hashlib.sha256(record.encode()).hexdigest()[:10]}"
 
 

@@ -1,4 +1,7 @@
 """GPS iterations end to end on tiny problems: finiteness, determinism, purity, both algorithms."""
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
@@ -102,3 +105,11 @@ def test_mdgps_samples_from_the_policy_after_iteration_0_only_when_asked(on_poli
         np.testing.assert_allclose(draws.U, expected, rtol=1e-12, atol=1e-12)
         state, _ = gps.iteration(state, fam, problems, x0, cfg, 0)
     assert state.whitened
+
+
+def test_config_record_leaves_out_only_how_work_is_split():
+    base = gps.config_record(gps.Config())
+    assert gps.config_record(gps.Config(chunks=5)) == base and "chunks" not in base
+    assert gps.config_record(gps.Config(kl_step=0.3)) != base
+    assert base["dynamics_fit"] == dataclasses.asdict(gps.Config().dynamics_fit)   # nested
+    assert json.loads(json.dumps(base)) == base
