@@ -98,7 +98,7 @@ class GPSState(NamedTuple):
 
 class LogRow(NamedTuple):
     """One iteration's record (SPEC §8.6's quantities)."""
-    controller_cost: float    # mean Σ_{t<T} f(x_t) of the controllers' samples
+    controller_cost: float    # mean Σ_{t<T} f(x_t) of the samples (the policy's if on-policy)
     policy_cost: float        # mean Σ_{t<T} f(x_t) of the policy's own (deterministic) rollouts
     kl: np.ndarray            # (M,) KL(p_new ‖ p̂) of the last C-step
     eta: np.ndarray           # (M,)
