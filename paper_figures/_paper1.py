@@ -74,6 +74,9 @@ def plot(result, title):
     axes[0].set_ylim(lo - pad, hi + pad)
     axes[0].axhline(0.0, color="k", lw=0.6)
     axes[0].set_title("(a) mean margin of victory")
+    if hi - lo > 10.0:   # diverging functions: linear near 0, logarithmic beyond ±0.01
+        axes[0].set_yscale("symlog", linthresh=0.01)
+        axes[0].set_title("(a) mean margin of victory (symlog scale)")
     for ax, j in zip(axes[1:], meta["panels"]):
         ax.set_title(f"({'bc'[meta['panels'].index(j)]}) test function {j}")
         ax.set_ylabel("objective value")
