@@ -79,14 +79,31 @@ def test_bad_shapes_raise():
         gps_train.train(fam, objectives.subset(problems, [0, 1]), x0, TINY, progress=False)
 
 
-@pytest.mark.slow
-def test_ten_iterations_on_ten_lr_functions_have_the_released_logs_shape():
+def _shape_of_the_released_log(c, p):
     """SPEC §8.6: decrease, then plateau within ~6 iterations; final/initial controller cost in
     [0.45, 0.75] (released log 0.59); final policy cost within 10% of the controllers'."""
-    fam, problems, x0 = _data(10)
-    _, log = gps_train.train(fam, problems, x0, gps.Config(), seed=0, progress=False)
-    c, p = log.controller_cost, log.policy_cost
     assert np.all(np.diff(c[:4]) < 0)                       # decreases first
     assert abs(c[-1] - c[6]) < 0.02 * c[0]                  # plateau by iteration 6
     assert 0.45 <= c[-1] / c[0] <= 0.75
     assert abs(p[-1] - c[-1]) <= 0.1 * c[-1]
+
+
+@pytest.mark.slow
+def test_ten_iterations_on_ten_lr_functions_have_the_released_logs_shape():
+    fam, problems, x0 = _data(10)
+    _, log = gps_train.train(fam, problems, x0, gps.Config(), seed=0, progress=False)
+    _shape_of_the_released_log(log.controller_cost, log.policy_cost)
+
+
+@pytest.mark.slow
+def test_released_initialisation_lowers_the_controllers_cost_by_35_percent():
+    """Issue 4's end-to-end criterion, with the released run's initial controllers (truncated
+    heavy ball, k_t = K x_0; SPEC §6.3) that its log 23.62 → 14.00 started from. With the default
+    k_t = 0 start (25.87 on these functions) a 35 % drop is impossible: no trajectory costs less
+    than f(x_0) + 39 f* = 17.21 (README, GPS status)."""
+    fam, problems, x0 = _data(10)
+    cfg = gps.Config(init_form="truncated", init_offset="x0")
+    _, log = gps_train.train(fam, problems, x0, cfg, seed=0, progress=False)
+    c = log.controller_cost
+    assert c[-1] <= 0.65 * c[0]
+    _shape_of_the_released_log(c, log.policy_cost)
