@@ -48,6 +48,7 @@ class Config:
     activation: str = "softplus"
     symmetric: bool = True           # [I] reflection-odd policy μ(R·o) = −μ(o) (policy module)
     init_pol_wt: float = 0.01        # MDGPS constant weight
+    badmm_target: str = "code"       # S-step target −ν G λ (code) or −G λ / ν ("derivation")
     sample_on_policy: bool = False   # MDGPS only: sample from π_θ after iteration 0 [GPS]
     # [I] blocks of conditions per map_fn call (C-step, π̄ fit); splits work, never the result
     chunks: int = dataclasses.field(default=2, metadata={"identity": False})
@@ -64,6 +65,9 @@ class Config:
         for name in ("kl_step", "init_eta", "nu0", "init_var", "sstep_lr", "init_pol_wt"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.badmm_target not in ("code", "derivation"):
+            raise ValueError(f"badmm_target must be 'code' or 'derivation', got "
+                             f"{self.badmm_target!r}")
         if self.h > self.H:
             raise ValueError(f"h must be <= H = {self.H}, got {self.h}")
         if self.sample_on_policy and self.algorithm != "mdgps":
@@ -236,7 +240,7 @@ def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
     for j in range(cfg.inner_iterations):
         if not (i == 0 and j == 0):
             target, prec = sstep.targets(new_lg, samples.X, nu=nu, lam_K=np.zeros_like(new_lg.K),
-                                         lam_k=lam_k)
+                                         lam_k=lam_k, form=cfg.badmm_target)
             pol, whitened, adam, loss = _s_step(rng, st, samples, target, prec,
                                                 sstep.weights(nu, N), cfg)
             st = st._replace(policy=pol, whitened=whitened, adam=adam)

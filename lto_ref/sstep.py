@@ -45,15 +45,22 @@ def adam_init(net):
     return AdamState(m=np.zeros(n), v=np.zeros(n), t=0)
 
 
-def targets(lg, X, *, nu=None, lam_K=None, lam_k=None):
+def targets(lg, X, *, nu=None, lam_K=None, lam_k=None, form="code"):
     """Regression targets μ̃ (M, N, T, dU) and controller precisions P (M, T, dU, dU).
 
-    μ̃ = K_t x + k_t − ν_t G_t (λ_K,t x + λ_k,t) (BADMM, code form); without duals μ̃ = K_t x + k_t.
+    BADMM (SPEC §6.13, §10 row 17), with λ_t x = λ_K,t x + λ_k,t:
+      form="code"        μ̃ = K_t x + k_t − ν_t G_t λ_t x   (released code)
+      form="derivation"  μ̃ = K_t x + k_t − G_t λ_t x / ν_t (the minimiser of the BADMM
+                         Lagrangian's policy terms ν/2‖μ − Kx − k‖²_P + λᵀμ)
+    Without duals (nu None) μ̃ = K_t x + k_t.
     """
+    if form not in ("code", "derivation"):
+        raise ValueError(f"form must be 'code' or 'derivation', got {form!r}")
     mu = np.einsum("mtij,mntj->mnti", lg.K, X) + lg.k[:, None]
     if nu is not None:
         lam_u = np.einsum("mtij,mntj->mnti", lam_K, X) + lam_k[:, None]
-        mu = mu - nu[:, None, :, None] * np.einsum("mtij,mntj->mnti", lg.pol_covar, lam_u)
+        scale = nu if form == "code" else 1.0 / nu
+        mu = mu - scale[:, None, :, None] * np.einsum("mtij,mntj->mnti", lg.pol_covar, lam_u)
     return mu, lg.inv
 
 

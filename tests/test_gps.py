@@ -50,7 +50,8 @@ def test_same_seed_same_policy_and_different_seed_differs():
 @pytest.mark.parametrize("kwargs,arg", [({"algorithm": "ppo"}, "algorithm"), ({"T": 0}, "T"),
                                         ({"kl_step": 0.0}, "kl_step"), ({"samples": -1}, "samples"),
                                         ({"h": 30}, "h"), ({"chunks": 0}, "chunks"),
-                                        ({"sample_on_policy": True}, "sample_on_policy")])
+                                        ({"sample_on_policy": True}, "sample_on_policy"),
+                                        ({"badmm_target": "paper"}, "badmm_target")])
 def test_bad_config_raises(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
         gps.Config(**kwargs)

@@ -2,11 +2,12 @@
 (SPEC §6.13; STYLE §6, item 30)."""
 import autograd.numpy as anp
 import numpy as np
+import pytest
 from autograd import grad
 from hypothesis import given, settings, strategies as st
 
 from conftest import rng_from, seeds
-from lto_ref import policy as P, sstep as S
+from lto_ref import badmm, lingauss, policy as P, sstep as S
 from test_lingauss import random_controller, random_spd
 
 
@@ -86,12 +87,33 @@ def test_targets_follow_the_controller_and_badmm_duals(seed, dX, dU):
     nu = rng.uniform(0.1, 1, (2, 3))
     lam_K, lam_k = rng.standard_normal((2, 3, dU, dX)), rng.standard_normal((2, 3, dU))
     mu_b, _ = S.targets(lg, X, nu=nu, lam_K=lam_K, lam_k=lam_k)
+    mu_d, _ = S.targets(lg, X, nu=nu, lam_K=lam_K, lam_k=lam_k, form="derivation")
     for m, n, t in [(0, 0, 0), (1, 3, 2), (1, 2, 1)]:
         u = lg.K[m, t] @ X[m, n, t] + lg.k[m, t]
         np.testing.assert_allclose(mu[m, n, t], u, rtol=1e-12, atol=1e-14)
         corr = nu[m, t] * lg.pol_covar[m, t] @ (lam_K[m, t] @ X[m, n, t] + lam_k[m, t])
         np.testing.assert_allclose(mu_b[m, n, t], u - corr, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(mu_d[m, n, t], u - corr / nu[m, t] ** 2, rtol=1e-10,
+                                   atol=1e-12)
     np.testing.assert_array_equal(prec, lg.inv)
+    with pytest.raises(ValueError, match="form"):
+        S.targets(lg, X, nu=nu, lam_K=lam_K, lam_k=lam_k, form="paper")
+
+
+@pytest.mark.parametrize("form, stable", [("code", False), ("derivation", True)])
+def test_dual_ascent_with_a_perfect_s_step(form, stable):
+    """λ update (SPEC §6.12) after an S-step that fits its target exactly, controller mean 0:
+    λ ← (1 − α ν s) λ with s = ν (code form) or 1/ν (derivation). With α = 0.2 and ν = 5 the code
+    form's factor is −4 (the dual variable explodes, as ν's doubling makes it do after ~9 GPS
+    iterations), the derivation's 0.8."""
+    lg = lingauss.make(np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1)), np.full((1, 1, 1, 1), 1e-3))
+    X, nu, lam_k = np.zeros((1, 1, 1, 1)), np.full((1, 1), 5.0), np.ones((1, 1, 1))
+    for _ in range(5):
+        target, _ = S.targets(lg, X, nu=nu, lam_K=np.zeros((1, 1, 1, 1)), lam_k=lam_k, form=form)
+        lam_k = badmm.update_lambda(lam_k, nu, lg, X, target, alpha=0.2)
+    expected = (1 - 0.2 * 5.0 * (5.0 if form == "code" else 0.2)) ** 5
+    np.testing.assert_allclose(lam_k[0, 0, 0], expected, rtol=1e-9)
+    assert (abs(lam_k[0, 0, 0]) < 1) == stable
 
 
 def test_weights_are_mean_normalised_and_clipped_at_twice_the_median():
