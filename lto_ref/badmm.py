@@ -9,7 +9,7 @@ import numpy as np
 
 from lto_ref import cost as cost_lib, lingauss, lqr
 
-__all__ = ["model_cost", "step_multiplier", "update_lambda", "update_nu"]
+__all__ = ["model_cost", "step_multiplier", "update_lambda", "update_nu", "dual_gain"]
 
 
 def model_cost(lg, dyn, cost, pi_bar=None, nu=None):
@@ -50,3 +50,17 @@ def update_nu(nu, kl):
     """
     mean, std = kl.mean(axis=1, keepdims=True), kl.std(axis=1, keepdims=True)
     return np.where(kl < mean - std, 0.5 * nu, np.where(kl >= mean + 0.5 * std, 2.0 * nu, nu))
+
+
+def dual_gain(nu, alpha=0.2, form="code"):
+    """α ν_t s_t, s = ν_t (code-form S-step target −ν G λ) or 1/ν_t (derivation, −G λ / ν).
+
+    After an S-step that fits its target exactly, the λ update multiplies the policy/controller
+    gap's dual by 1 − gain (``sstep.targets``; SPEC §6.12–6.13), so the ascent diverges where
+    gain > 2. The code form's gain α ν² passes 2 at ν > 3.2, which ν's doubling (from 0.01)
+    reaches after about 9 iterations; the derivation's gain is α. nu (M, T) -> (M, T).
+    """
+    if form not in ("code", "derivation"):
+        raise ValueError(f"form must be 'code' or 'derivation', got {form!r}")
+    nu = np.asarray(nu, dtype=float)
+    return alpha * nu * nu if form == "code" else np.full_like(nu, alpha)

@@ -10,6 +10,7 @@ from ``SeedSequence([seed, i])``, so a run resumed from a checkpoint continues i
 """
 import dataclasses
 import time
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -251,11 +252,22 @@ def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
             if j == cfg.inner_iterations - 1:
                 nu = badmm.update_nu(nu, lingauss.sample_kl(samples.X, mu_pol, new_lg,
                                                             st.policy.var))
+                _warn_unstable_duals(nu, cfg)
         new_lg, eta, kl = _c_step(cost, dyn, st.lg, eps, eta, nu=nu, pi_bar=pi_bar, lam_k=lam_k,
                                   map_fn=map_fn, chunks=cfg.chunks)
     prev = (st.lg, dyn, cost, pi_bar)
     return st._replace(lg=new_lg, eta=eta, step_mult=step_mult, nu=nu, lam_k=lam_k,
                        prev=prev), kl, loss
+
+
+def _warn_unstable_duals(nu, cfg):
+    """Warn when the λ ascent can diverge (``badmm.dual_gain`` > 2): the code-form target after
+    about 9 iterations of ν doubling."""
+    gain = float(badmm.dual_gain(nu, cfg.dual_rate, cfg.badmm_target).max())
+    if gain > 2:
+        warnings.warn(f"BADMM dual ascent may diverge: dual_rate·ν² = {gain:.3g} > 2 with the "
+                      f"code-form S-step target; Config(badmm_target='derivation') keeps it "
+                      f"stable", RuntimeWarning)
 
 
 def _mdgps_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):

@@ -1,6 +1,7 @@
 """GPS iterations end to end on tiny problems: finiteness, determinism, purity, both algorithms."""
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -114,3 +115,14 @@ def test_config_record_leaves_out_only_how_work_is_split():
     assert gps.config_record(gps.Config(kl_step=0.3)) != base
     assert base["dynamics_fit"] == dataclasses.asdict(gps.Config().dynamics_fit)   # nested
     assert json.loads(json.dumps(base)) == base
+
+
+@pytest.mark.parametrize("form", ["code", "derivation"])
+def test_unstable_dual_ascent_is_reported_for_the_code_form_only(form):
+    """ν0 = 5 puts dual_rate·ν² = 5 > 2 from the first ν update (badmm.dual_gain)."""
+    cfg = gps.Config(**{**TINY.__dict__, "nu0": 5.0, "badmm_target": form})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _run(cfg)
+    hits = [w for w in caught if "dual ascent may diverge" in str(w.message)]
+    assert bool(hits) == (form == "code")
