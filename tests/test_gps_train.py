@@ -89,13 +89,6 @@ def _shape_of_the_released_log(c, p):
 
 
 @pytest.mark.slow
-def test_ten_iterations_on_ten_lr_functions_have_the_released_logs_shape():
-    fam, problems, x0 = _data(10)
-    _, log = gps_train.train(fam, problems, x0, gps.Config(), seed=0, progress=False)
-    _shape_of_the_released_log(log.controller_cost, log.policy_cost)
-
-
-@pytest.mark.slow
 def test_released_initialisation_lowers_the_controllers_cost_by_35_percent():
     """Issue 4's end-to-end criterion, with the released run's initial controllers (truncated
     heavy ball, k_t = K x_0; SPEC §6.3) that its log 23.62 → 14.00 started from. With the default
