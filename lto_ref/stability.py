@@ -24,6 +24,9 @@ __all__ = ["jacobian_at_rest", "companion", "spectral_radius"]
 def jacobian_at_rest(policy, d, H=25):
     """The linear map of a policy at a stationary point (o = 0, released-code observation).
 
+    Meaningful for policies with μ(0) = 0 (reflection-odd, ``policy.init(reflect=…)``); for the
+    plain MLP o = 0 is not a fixed point of the optimizer and the analysis does not apply.
+
     Returns (P, Q): P (H+1, d, d), P[i] = ∂μ/∂g_{t−H+i} (P[H] acts on g_t);
     Q (H, d, d), Q[i] = ∂μ/∂Δ_{t−H+1+i} (Q[H−1] acts on the newest step Δ_t).
     """
