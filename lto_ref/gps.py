@@ -51,6 +51,7 @@ class Config:
     init_pol_wt: float = 0.01        # MDGPS constant weight
     badmm_target: str = "code"       # S-step target −ν G λ (code) or −G λ / ν ("derivation")
     sample_on_policy: bool = False   # MDGPS only: sample from π_θ after iteration 0 [GPS]
+    stabilise: bool = False          # [I] rest-stability projection of the result (stabilise)
     # [I] blocks of conditions per map_fn call (C-step, π̄ fit); splits work, never the result
     chunks: int = dataclasses.field(default=2, metadata={"identity": False})
     dynamics_fit: dynamics.Config = dynamics.Config()

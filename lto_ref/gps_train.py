@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lto_ref import dynamics, gmm, io, lingauss, lqr, policy as policy_lib, sstep
+from lto_ref import stabilise
 from lto_ref.gps import Config, GPSState, LogRow, config_record, init_state, iteration
 
 __all__ = ["GPSLog", "train", "TYPES"]
@@ -72,8 +73,9 @@ def train(family, problems, x0, config=Config(), seed=0, map_fn=map, checkpoint_
 
     Returns
     -------
-    policy : policy_lib.Policy, usable with ``optimizers.learned(policy, H=config.H)``
-    log : GPSLog
+    policy : policy_lib.Policy, usable with ``optimizers.learned(policy, H=config.H)``; with
+        ``config.stabilise`` the last iteration's policy after ``stabilise.stabilise``
+    log : GPSLog (the policy costs are those of the GPS iterations, before any projection)
     """
     x0 = np.asarray(x0, dtype=float)
     if x0.ndim != 2 or x0.shape[1] != family.dim:
@@ -81,6 +83,9 @@ def train(family, problems, x0, config=Config(), seed=0, map_fn=map, checkpoint_
     n = {np.shape(field)[0] for field in problems}
     if n != {x0.shape[0]}:
         raise ValueError(f"problems must hold M = {x0.shape[0]} functions, got {sorted(n)}")
+    if config.stabilise and not config.symmetric:
+        raise ValueError("config.stabilise=True needs config.symmetric=True (a reflection-odd "
+                         "policy, μ(0) = 0)")
     ident = _identity(family, x0, config, seed)
     path = None if checkpoint_dir is None else os.path.join(checkpoint_dir, "gps_checkpoint")
     state, rows = None, []
@@ -102,4 +107,14 @@ def train(family, problems, x0, config=Config(), seed=0, map_fn=map, checkpoint_
             _progress(i, first, row, config, start)
         if callback is not None:
             callback(i, row)
-    return state.policy, _stack(rows)
+    policy = state.policy
+    if config.stabilise:                 # deterministic: a resumed run repeats it identically
+        policy, info = stabilise.stabilise(policy, family, problems, x0, H=config.H, h=config.h,
+                                           T=config.T)
+        if progress:
+            r = info["r"]
+            print(f"rest-stability projection: ρ > {r} on {np.sum(info['rho_before'] > r)} → "
+                  f"{np.sum(info['rho_after'] > r)} of {x0.shape[0]} training functions "
+                  f"(Hessians × {info['margin']}), {info['nit']} L-BFGS iterations",
+                  file=sys.stderr, flush=True)
+    return policy, _stack(rows)

@@ -4,7 +4,9 @@ import concurrent.futures
 import numpy as np
 import pytest
 
-from lto_ref import gps, gps_train, objectives
+import dataclasses
+
+from lto_ref import gps, gps_train, objectives, stabilise
 
 TINY = gps.Config(iterations=3, inner_iterations=2, samples=5, T=6, H=4, h=2, sstep_steps=40,
                   hidden=8, dynamics_fit=gps.dynamics.Config(pooled=False))
@@ -55,6 +57,25 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, kill_after):
     _same_policy(full, resumed)
     np.testing.assert_array_equal(log.controller_cost, full_log.controller_cost)
     assert log.kl.shape == (3, 3)
+
+
+def test_stabilise_option_is_the_projection_of_the_plain_result(tmp_path):
+    """Config(stabilise=True) returns stabilise.stabilise of the policy GPS ends with, also
+    when the run is resumed from a finished checkpoint (the projection is repeated)."""
+    fam, problems, x0 = _data()
+    cfg = dataclasses.replace(TINY, stabilise=True)
+    plain, log_plain = gps_train.train(fam, problems, x0, TINY, seed=2, progress=False)
+    expected, info = stabilise.stabilise(plain, fam, problems, x0, H=TINY.H, h=TINY.h, T=TINY.T)
+    assert info["nit"] > 0                           # the projection changes this policy
+    pol, log = gps_train.train(fam, problems, x0, cfg, seed=2, progress=False,
+                               checkpoint_dir=str(tmp_path))
+    _same_policy(pol, expected)
+    np.testing.assert_array_equal(log.policy_cost, log_plain.policy_cost)
+    again, _ = gps_train.train(fam, problems, x0, cfg, seed=2, progress=False,
+                               checkpoint_dir=str(tmp_path))
+    _same_policy(again, expected)
+    with pytest.raises(ValueError, match="symmetric=True"):
+        gps_train.train(fam, problems, x0, dataclasses.replace(cfg, symmetric=False))
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
