@@ -8,7 +8,8 @@ projection changes the policy as little as possible, measured on the observation
 T-step rollouts on the training functions, while pushing every eigenvalue of M(c·A_i) at their
 minimisers inside the radius r::
 
-    min_θ  mean_b ‖μ_θ(o_b) − μ_θ₀(o_b)‖² / mean_b ‖μ_θ₀(o_b)‖²  +  κ Σ_i Σ_j max(|λ_j(M(c·A_i))| − r, 0)²
+    min_θ  mean_b ‖μ_θ(o_b) − μ_θ₀(o_b)‖² / mean_b ‖μ_θ₀(o_b)‖²
+           + κ Σ_i Σ_j max(|λ_j(M(c·A_i))| − r, 0)²
 
 c > 1 is a curvature margin for held-out functions curvier than the training ones. Summing over
 every eigenvalue outside r (not only the largest) keeps the penalty differentiable where two
@@ -17,6 +18,7 @@ eigenvalues swap places. Solved by scipy's L-BFGS-B with the gradient written ou
 companion structure, and ∂J/∂θ for J = W₂ᵀ diag(φ'(a₀)) Vᵀ, the policy's Jacobian at o = 0.
 """
 import functools
+import warnings
 
 import autograd
 import numpy as np
@@ -35,7 +37,8 @@ def rest_hessians(family, problems, x0, *, maxiter=5000):
     g_sum = autograd.grad(f_sum)
     res = scipy.optimize.minimize(lambda z: f_sum(z.reshape(x0.shape)), x0.ravel(),
                                   jac=lambda z: g_sum(z.reshape(x0.shape)).ravel(),
-                                  method="L-BFGS-B", options=dict(maxiter=maxiter, gtol=1e-12, ftol=1e-15))
+                                  method="L-BFGS-B",
+                                  options=dict(maxiter=maxiter, gtol=1e-12, ftol=1e-15))
     x_star = res.x.reshape(x0.shape)
     # the Hessian of Σ_m f_m is block diagonal; row j of every block from one pass over all m
     hvp = lambda v: autograd.grad(lambda x: np.sum(g_sum(x) * v))(x_star)  # noqa: E731
@@ -172,7 +175,8 @@ def project(policy, O, A, H, *, r=0.99, kappa=10.0, maxiter=100, band=0.05, roun
     rho = lambda p: stability.spectral_radius(*stability.jacobian_at_rest(p, d, H), A)  # noqa
     mu0 = policy_lib.mean(policy, O)
     rho_before = rho(policy)
-    flat, new, rho_now, nit, nfev = _flat(policy.net), policy, rho_before, 0, 0
+    flat, new, rho_now, nit, nfev, message = _flat(policy.net), policy, rho_before, 0, 0, ""
+
     active = np.zeros(len(A), dtype=bool)
     for _ in range(rounds):                      # active set: only Hessians near the bound
         grow = (rho_now > r - band) & ~active
@@ -183,11 +187,17 @@ def project(policy, O, A, H, *, r=0.99, kappa=10.0, maxiter=100, band=0.05, roun
                                 r=r, kappa=kappa)
         res = scipy.optimize.minimize(fun, flat, jac=True, method="L-BFGS-B",
                                       options=dict(maxiter=maxiter - nit))
-        flat, nit, nfev = res.x, nit + int(res.nit), nfev + int(res.nfev)
+        flat, nit, nfev, message = res.x, nit + int(res.nit), nfev + int(res.nfev), res.message
         new = policy._replace(net=[(W.copy(), b.copy()) for W, b in _unflat(flat, policy.net)])
         rho_now = rho(new)
+    if np.any(rho_now > r + 0.01):
+        n_left = int(np.sum(rho_now > r + 0.01))
+        warnings.warn(f"rest-stability projection left ρ > {r} + 0.01 at {n_left} of {len(A)}"
+                      f" Hessians (max {np.max(rho_now):.3f}; L-BFGS: {message}); "
+                      f"nearly repeated eigenvalues make the gradient ill-conditioned",
+                      RuntimeWarning)
     return new, dict(rho_before=rho_before, rho_after=rho_now, active=int(active.sum()),
-                     nit=nit, nfev=nfev)
+                     nit=nit, nfev=nfev, message=str(message))
 
 
 def stabilise(policy, family, problems, x0, *, H=25, h=5, T=40, margin=1.25, r=0.99,

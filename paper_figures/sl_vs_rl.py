@@ -24,14 +24,15 @@ class Config:
     train_steps: int = 40          # meta-training horizon T
     sl_iterations: int = 1000      # SPEC §7.3
     seed: int = 0
-    gps: gps_lib.Config = gps_lib.Config()
+    gps: gps_lib.Config = gps_lib.Config(stabilise=True)   # Figure 1's policy (shared cache)
     sl: supervised.Config = supervised.Config()
     n_thin: int = 10               # test functions drawn as thin curves
 
 
 FULL = Config()
 QUICK = dataclasses.replace(FULL, n_train=4, n_test=6, steps=30, train_steps=10,
-                            sl_iterations=20, gps=_paper1.QUICK_GPS)
+                            sl_iterations=20,
+                            gps=dataclasses.replace(_paper1.QUICK_GPS, stabilise=True))
 
 
 def trainings(cfg, ctx):
