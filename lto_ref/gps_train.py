@@ -109,12 +109,14 @@ def train(family, problems, x0, config=Config(), seed=0, map_fn=map, checkpoint_
             callback(i, row)
     policy = state.policy
     if config.stabilise:                 # deterministic: a resumed run repeats it identically
+        t0 = time.perf_counter()
         policy, info = stabilise.stabilise(policy, family, problems, x0, H=config.H, h=config.h,
                                            T=config.T)
         if progress:
             r = info["r"]
             print(f"rest-stability projection: ρ > {r} on {np.sum(info['rho_before'] > r)} → "
                   f"{np.sum(info['rho_after'] > r)} of {x0.shape[0]} training functions "
-                  f"(Hessians × {info['margin']}), {info['nit']} L-BFGS iterations",
+                  f"(Hessians × {info['margin']}), {info['nit']} L-BFGS iterations, "
+                  f"{time.perf_counter() - t0:.0f} s",
                   file=sys.stderr, flush=True)
     return policy, _stack(rows)

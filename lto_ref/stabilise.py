@@ -193,8 +193,8 @@ def project(policy, O, A, H, *, r=0.99, kappa=10.0, maxiter=100, band=0.05, roun
     if np.any(rho_now > r + 0.01):
         n_left = int(np.sum(rho_now > r + 0.01))
         warnings.warn(f"rest-stability projection left ρ > {r} + 0.01 at {n_left} of {len(A)}"
-                      f" Hessians (max {np.max(rho_now):.3f}; L-BFGS: {message}); "
-                      f"nearly repeated eigenvalues make the gradient ill-conditioned",
+                      f" Hessians (max {np.max(rho_now):.3f}; L-BFGS: {message}); a larger kappa "
+                      f"or maxiter may help",
                       RuntimeWarning)
     return new, dict(rho_before=rho_before, rho_after=rho_now, active=int(active.sum()),
                      nit=nit, nfev=nfev, message=str(message))

@@ -31,8 +31,7 @@ class Config:
 
 FULL = Config()
 QUICK = dataclasses.replace(FULL, n_train=4, n_test=6, steps=30, train_steps=10,
-                            sl_iterations=20,
-                            gps=dataclasses.replace(_paper1.QUICK_GPS, stabilise=True))
+                            sl_iterations=20, gps=_paper1.QUICK_GPS)
 
 
 def trainings(cfg, ctx):
