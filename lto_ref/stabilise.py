@@ -163,7 +163,7 @@ def project(policy, O, A, H, *, r=0.99, kappa=10.0, maxiter=100, band=0.05, roun
     Only the Hessians with ρ > r − band enter the objective; if the result leaves another above
     r − band, it joins and the optimisation continues (at most ``rounds`` times, ``maxiter``
     L-BFGS iterations in all). Returns (Policy, info: rho_before, rho_after (n,), active,
-    nit, nfev).
+    nit, nfev, message); warns (RuntimeWarning) if some ρ stays above r + 0.01.
     """
     _check_odd(policy)
     if not 0 < r <= 1 or not kappa > 0:
@@ -176,7 +176,6 @@ def project(policy, O, A, H, *, r=0.99, kappa=10.0, maxiter=100, band=0.05, roun
     mu0 = policy_lib.mean(policy, O)
     rho_before = rho(policy)
     flat, new, rho_now, nit, nfev, message = _flat(policy.net), policy, rho_before, 0, 0, ""
-
     active = np.zeros(len(A), dtype=bool)
     for _ in range(rounds):                      # active set: only Hessians near the bound
         grow = (rho_now > r - band) & ~active
