@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["AdamState", "adam_init", "targets", "weights", "loss_and_grad", "regress",
+__all__ = ["AdamState", "adam_init", "flatten", "unflatten", "targets", "weights", "loss_and_grad", "regress",
            "policy_variance"]
 
 
@@ -25,11 +25,12 @@ class AdamState(NamedTuple):
     t: int         # steps taken
 
 
-def _flatten(net):
+def flatten(net):
+    """The parameters of ``net`` in one vector, order W1, b1, W2, b2 (a new array)."""
     return np.concatenate([p.ravel() for layer in net for p in layer])
 
 
-def _unflatten(flat, net):
+def unflatten(flat, net):
     """The network of the same shapes as ``net`` with parameters from ``flat`` (views)."""
     out, i = [], 0
     for W, b in net:
@@ -144,9 +145,9 @@ def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, 
     network's layers as views into them): 20,000 steps are dominated by per-call overhead.
     """
     white = (policy.shift, policy.scale)
-    flat = _flatten(policy.net)                                            # a new array
+    flat = flatten(policy.net)                                            # a new array
     grad = np.empty_like(flat)
-    net, grads = _unflatten(flat, policy.net), _unflatten(grad, policy.net)  # views
+    net, grads = unflatten(flat, policy.net), unflatten(grad, policy.net)  # views
     state = adam_init(policy.net) if state is None else state
     m, v, t = state.m.copy(), state.v.copy(), state.t
     tmp, step = np.empty_like(flat), np.empty_like(flat)

@@ -83,7 +83,7 @@ def jacobian_and_vjp(policy):
 def excess_and_grad(J, A, H, r):
     """Σ_j max(|λ_j| − r, 0)² over the eigenvalues λ_j of M(A), and its gradient in J."""
     d = A.shape[0]
-    M = stability.companion(*_split(J, d, H), A)
+    M = stability.companion(*stability.blocks(J, d, H), A)
     lam = np.linalg.eigvals(M)
     mod = np.abs(lam)
     out = mod > r
@@ -121,26 +121,8 @@ def _eigenvectors(M, lam, sweeps=3):
     return v, w
 
 
-def _flat(net):
-    return np.concatenate([p.ravel() for layer in net for p in layer])
-
-
-def _unflat(z, net):
-    out, i = [], 0
-    for W, b in net:
-        out.append((z[i:i + W.size].reshape(W.shape), z[i + W.size:i + W.size + b.size]))
-        i += W.size + b.size
-    return out
-
-
-def _split(J, d, H):
-    P = J[:, H:H + (H + 1) * d].reshape(d, H + 1, d).transpose(1, 0, 2)
-    Q = J[:, H + (H + 1) * d:].reshape(d, H, d).transpose(1, 0, 2)
-    return P, Q
-
-
 def _objective(flat, policy, O, mu0, A, H, r, kappa):
-    net = _unflat(flat, policy.net)
+    net = sstep.unflatten(flat, policy.net)
     pol = policy._replace(net=net)
     prec = np.broadcast_to(np.eye(mu0.shape[1]) * 2.0 / np.mean(np.sum(mu0 ** 2, -1)),
                            (O.shape[0],) + (mu0.shape[1],) * 2)
@@ -152,7 +134,7 @@ def _objective(flat, policy, O, mu0, A, H, r, kappa):
         p_i, g_i = excess_and_grad(J, a, H, r)
         pen += p_i
         G += g_i
-    g_flat = _flat(grads) + kappa * _flat(vjp(G))
+    g_flat = sstep.flatten(grads) + kappa * sstep.flatten(vjp(G))
     return fit + kappa * pen, g_flat
 
 
@@ -175,7 +157,7 @@ def project(policy, O, A, H, *, r=0.99, kappa=10.0, maxiter=100, band=0.05, roun
     rho = lambda p: stability.spectral_radius(*stability.jacobian_at_rest(p, d, H), A)  # noqa
     mu0 = policy_lib.mean(policy, O)
     rho_before = rho(policy)
-    flat, new, rho_now, nit, nfev, message = _flat(policy.net), policy, rho_before, 0, 0, ""
+    flat, new, rho_now, nit, nfev, message = sstep.flatten(policy.net), policy, rho_before, 0, 0, ""
     active = np.zeros(len(A), dtype=bool)
     for _ in range(rounds):                      # active set: only Hessians near the bound
         grow = (rho_now > r - band) & ~active
@@ -187,7 +169,7 @@ def project(policy, O, A, H, *, r=0.99, kappa=10.0, maxiter=100, band=0.05, roun
         res = scipy.optimize.minimize(fun, flat, jac=True, method="L-BFGS-B",
                                       options=dict(maxiter=maxiter - nit))
         flat, nit, nfev, message = res.x, nit + int(res.nit), nfev + int(res.nfev), res.message
-        new = policy._replace(net=[(W.copy(), b.copy()) for W, b in _unflat(flat, policy.net)])
+        new = policy._replace(net=[(W.copy(), b.copy()) for W, b in sstep.unflatten(flat, policy.net)])
         rho_now = rho(new)
     if np.any(rho_now > r + 0.01):
         n_left = int(np.sum(rho_now > r + 0.01))

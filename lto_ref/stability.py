@@ -18,7 +18,7 @@ import numpy as np
 
 from lto_ref import features, policy as policy_lib
 
-__all__ = ["jacobian_at_rest", "companion", "spectral_radius"]
+__all__ = ["jacobian_at_rest", "blocks", "companion", "spectral_radius"]
 
 
 def jacobian_at_rest(policy, d, H=25):
@@ -35,7 +35,11 @@ def jacobian_at_rest(policy, d, H=25):
         raise ValueError(f"policy must take observations of dimension dO = {dO} (d = {d}, "
                          f"H = {H}), got {np.shape(policy.net[0][0])[0]}")
     _, J = policy_lib.linearize(policy, np.zeros((1, dO)))
-    J = J[0]                                                     # (d, dO)
+    return blocks(J[0], d, H)
+
+
+def blocks(J, d, H=25):
+    """(P, Q) of ``jacobian_at_rest`` from a Jacobian J = ∂μ/∂o (d, dO) of the observation."""
     g_block = J[:, H:H + (H + 1) * d]                            # g_{t−H} … g_{t−1}, g_t
     dx_block = J[:, H + (H + 1) * d:]                            # Δ_{t−H+1} … Δ_t
     P = g_block.reshape(d, H + 1, d).transpose(1, 0, 2)

@@ -1,10 +1,9 @@
 """GPS driver: executor map equivalence, checkpoint/resume equivalence, bad input (issue 4)."""
 import concurrent.futures
+import dataclasses
 
 import numpy as np
 import pytest
-
-import dataclasses
 
 from lto_ref import gps, gps_train, objectives, stabilise
 

@@ -34,8 +34,8 @@ def test_jacobian_at_rest_matches_autograd_and_its_vjp_finite_differences(seed, 
     pol = _random_policy(rng, d, H, act)
     J, vjp = stabilise.jacobian_and_vjp(pol)
     Pg, Q = stability.jacobian_at_rest(pol, d, H)
-    np.testing.assert_allclose(stabilise._split(J, d, H)[0], Pg, atol=1e-12)
-    np.testing.assert_allclose(stabilise._split(J, d, H)[1], Q, atol=1e-12)
+    np.testing.assert_allclose(stability.blocks(J, d, H)[0], Pg, atol=1e-12)
+    np.testing.assert_allclose(stability.blocks(J, d, H)[1], Q, atol=1e-12)
     G = rng.standard_normal(J.shape)
     dirs = [(rng.standard_normal(W.shape), rng.standard_normal(b.shape)) for W, b in pol.net]
     e = 1e-6
@@ -55,7 +55,7 @@ def test_excess_is_the_eigenvalues_outside_r_and_its_gradient_finite_differences
     U, _ = np.linalg.qr(rng.standard_normal((d, d)))
     A = (U * rng.uniform(0.1, 3.0, d)) @ U.T
     value, G = stabilise.excess_and_grad(J, A, H, r)
-    mod = np.abs(np.linalg.eigvals(stability.companion(*stabilise._split(J, d, H), A)))
+    mod = np.abs(np.linalg.eigvals(stability.companion(*stability.blocks(J, d, H), A)))
     assert value == pytest.approx(np.sum(np.maximum(mod - r, 0) ** 2), rel=1e-9, abs=1e-12)
     D, e = rng.standard_normal(J.shape), 1e-7
     fd = (stabilise.excess_and_grad(J + e * D, A, H, r)[0]
