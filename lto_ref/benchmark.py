@@ -3,26 +3,49 @@
 Measured side by side in one run (the machines are shared and noisy, so only ratios taken in the
 same run are quoted), on N = 1800 logistic-regression problems by default:
 
-1. loss + gradient: autograd's reverse pass (``rollout.value_and_grad``) against a hand-written
+1. loss + gradient: autograd's reverse pass (``autodiff.value_and_grad``) against a hand-written
    NumPy gradient of the same loss; the ratio is autograd's overhead (target ≤ 3×);
 2. rollout throughput (problem-steps per second) of ``rollout.run`` with GD, L-BFGS and the
    learned optimizer (a freshly initialised 229-50-4 policy: its cost does not depend on θ);
 3. seconds per supervised meta-training iteration (90 LR problems, T = 40, both feature-gradient
    modes);
-4. with ``--gps M``: a GPS training run on M LR training functions (SPEC defaults, ``--algorithm``
-   badmm or mdgps) — seconds and costs per iteration — and the policy's mean objective on 100
-   held-out functions against GD and momentum tuned on the training functions.
+4. with ``--gps M``: a GPS training run on M LR training functions (default settings,
+   ``--algorithm`` badmm or mdgps) — seconds and costs per iteration — and the policy's mean
+   objective on 100 held-out functions against GD and momentum tuned on the training functions.
 
-Timings use the median of R interleaved repeats. This module is an entry point: it prints.
+Timings use the median of R interleaved repeats. This module is an entry point: it prints, and
+``progress`` makes the trainers' callbacks that print progress with an estimate of the time left
+(``paper_figures`` uses it too).
 """
 import argparse
 import functools
 import statistics
+import sys
 import time
 
 import numpy as np
 
-from lto_ref import features, objectives, optimizers, policy, rollout, supervised
+from lto_ref import autodiff, features, objectives, optimizers, policy, rollout, supervised
+
+
+def progress(label, total, describe, *, every=1, file=None):
+    """A trainer callback ``(i, row)`` printing ``label i/total: describe(row) (about N s left)``
+    every ``every`` iterations and at the last, to ``file`` (stderr by default)."""
+    start = time.perf_counter()
+
+    def callback(i, row):
+        if (i + 1) % every and i + 1 != total:
+            return
+        left = (time.perf_counter() - start) / (i + 1) * (total - i - 1)
+        print(f"{label} {i + 1}/{total}: {describe(row)} (about {left:.0f} s left)",
+              file=file or sys.stderr, flush=True)
+    return callback
+
+
+def describe_gps(row):
+    """One line of a GPS log row."""
+    return (f"controllers {row.controller_cost:.3f}, policy {row.policy_cost:.3f}, "
+            f"mean KL {np.mean(row.kl):.2f}, {row.seconds:.1f} s")
 
 
 def logistic_value_and_grad_numpy(x, problems, lam=5e-4):
@@ -53,10 +76,10 @@ def bench_gradient(problems, x, repeats):
     """Seconds per loss+gradient evaluation of the batch: autograd vs hand-written NumPy."""
     fam = objectives.logistic_regression()
     objective = functools.partial(fam.loss, problems=problems)
-    f_ag, g_ag = rollout.value_and_grad(objective, x)
+    f_ag, g_ag = autodiff.value_and_grad(objective, x)
     f_np, g_np = logistic_value_and_grad_numpy(x, problems)
     err = max(np.max(np.abs(f_ag - f_np)), np.max(np.abs(g_ag - g_np)))
-    t = _interleaved({"autograd": lambda: rollout.value_and_grad(objective, x),
+    t = _interleaved({"autograd": lambda: autodiff.value_and_grad(objective, x),
                       "numpy": lambda: logistic_value_and_grad_numpy(x, problems)}, repeats)
     return {**t, "ratio": t["autograd"] / t["numpy"], "max_abs_diff": float(err)}
 
@@ -74,30 +97,29 @@ def bench_rollout(problems, x0, steps, repeats):
 
 
 def bench_supervised(problems, x0, steps, iterations):
-    """Seconds per supervised meta-training iteration (after the one-off whitening fit)."""
+    """Seconds per supervised meta-training iteration, between the first and the last callback
+    (the one-off whitening fit and the first iteration's tracing excluded)."""
     fam = objectives.logistic_regression()
-    objective = functools.partial(fam.loss, problems=problems)
-    pol = policy.init(np.random.default_rng(0), features.obs_dim(fam.dim), fam.dim)
-    pol = supervised.fit_initial_whitening(pol, objective, x0, steps)
     out = {}
     for mode in ("full", "stop"):
-        cfg = supervised.Config(feature_grad=mode)
-        t0 = time.perf_counter()
-        supervised.train(fam, problems, x0, steps=steps, iterations=iterations, policy=pol,
-                         config=cfg)
-        out[mode] = (time.perf_counter() - t0) / iterations
+        cfg = supervised.Config(T=steps, iterations=iterations + 1, feature_grad=mode)
+        stamps = []
+        supervised.train(fam, problems, x0, cfg, callback=lambda i, row: stamps.append(
+            time.perf_counter()))
+        out[mode] = (stamps[-1] - stamps[0]) / iterations
     return out
 
 
 def bench_gps(M, algorithm, iterations):
     """Train GPS on M LR functions; evaluate on 100 held-out ones against tuned GD and momentum."""
     import warnings
-    from lto_ref import gps, gps_train
+    from lto_ref import gps
     fam = objectives.logistic_regression()
     problems, x0 = objectives.split_data(fam, objectives.TRAIN, M)
     cfg = gps.Config(algorithm=algorithm, iterations=iterations)
     t0 = time.perf_counter()
-    pol, log = gps_train.train(fam, problems, x0, cfg, seed=0)
+    pol, log = gps.train(fam, problems, x0, cfg, seed=0,
+                         callback=progress("GPS", iterations, describe_gps))
     total = time.perf_counter() - t0
     test, x0_test = objectives.split_data(fam, objectives.TEST, 100)
     train_obj = functools.partial(fam.loss, problems=problems)

@@ -24,8 +24,8 @@ from typing import NamedTuple
 import autograd.numpy as np
 import numpy as onp
 
-__all__ = ["History", "init", "push", "observe", "state_dim", "obs_dim", "reflection",
-           "observe_trace", "VARIANTS"]
+__all__ = ["History", "Offsets", "init", "push", "observe", "state_dim", "obs_dim", "offsets",
+           "reflection", "observe_trace", "VARIANTS"]
 
 VARIANTS = ("code", "paper")
 
@@ -92,6 +92,21 @@ def state_dim(d, H=25, variant="code", *, include_current_grad=False):
     if variant == "paper":
         return d + H + H * d + (d if include_current_grad else 0)
     raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+
+class Offsets(NamedTuple):
+    """Where each block of the released-code state X starts; in O = X[d:] subtract d."""
+    delta: int       # δ_{t−H+1} … δ_t (H entries)
+    past_grads: int  # g_{t−H} … g_{t−1} (H·d): lag j = 1..H starts at past_grads + (H − j)·d
+    grad: int        # g_t (d)
+    steps: int       # Δ_{t−H+1} … Δ_t (H·d): the newest step starts at steps + (H − 1)·d
+    dim: int         # dX = d(2H + 2) + H
+
+
+def offsets(d, H=25):
+    """Block offsets of the released-code state [x_t | δ | past g | g_t | Δ] for d and H."""
+    return Offsets(delta=d, past_grads=d + H, grad=d + H + H * d, steps=d + H + H * d + d,
+                   dim=state_dim(d, H))
 
 
 def obs_dim(d, H=25, variant="code", *, include_current_grad=False):

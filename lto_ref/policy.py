@@ -22,8 +22,9 @@ from autograd import make_vjp
 
 from lto_ref import io
 
-__all__ = ["Policy", "init", "mean", "act", "net_mean", "linearize", "fit_whitening", "with_whitening",
-           "save", "load", "ACTIVATIONS"]
+__all__ = ["Policy", "init", "mean", "act", "forward", "first_layers", "activation_fn",
+           "activation_slopes", "linearize", "fit_whitening", "with_whitening", "save", "load",
+           "ACTIVATIONS"]
 
 ACTIVATIONS = ("softplus", "relu")
 
@@ -73,12 +74,53 @@ def init(rng, d_obs, d_act, *, hidden=50, activation="softplus", weight_scale=0.
                   var=onp.full(d_act, float(var)), activation=activation, reflect=reflect)
 
 
-def net_mean(net, o_white, activation="softplus"):
-    """μ_θ of whitened observations: (..., dO) -> (..., dU). Differentiable in ``net``."""
-    (W1, b1), (W2, b2) = net
-    a = np.matmul(o_white, W1) + b1          # matmul: np.dot is slow on N-d stacks
-    h = np.logaddexp(0.0, a) if activation == "softplus" else np.maximum(a, 0.0)
-    return np.matmul(h, W2) + b2
+def activation_fn(a, activation="softplus"):
+    """φ(a): softplus log(1 + eᵃ) [P] or ReLU max(a, 0) [C], elementwise and differentiable."""
+    return np.logaddexp(0.0, a) if activation == "softplus" else np.maximum(a, 0.0)
+
+
+def activation_slopes(a, activation="softplus"):
+    """φ'(a) and φ''(a), elementwise (plain arrays): σ(a) and σ(a)(1 − σ(a)) for softplus."""
+    if activation == "softplus":
+        s = 0.5 * (1.0 + onp.tanh(0.5 * a))                # σ(a), stable for any a
+        return s, s * (1.0 - s)
+    return (a > 0).astype(float), onp.zeros_like(a)
+
+
+def first_layers(policy):
+    """The first layer with the whitening folded in, one (W (dO, h), b (h,)) per half.
+
+    õ W₁ + b₁ = o (scale·W₁) + (shift W₁ + b₁); the mirrored half of a symmetric policy reads
+    õ_R = (R·o)·scale + shift, i.e. the weights R·(scale·W₁) with the same bias.
+    """
+    (W1, b1) = policy.net[0]
+    W = policy.scale[:, None] * W1
+    b = np.dot(policy.shift, W1) + b1
+    return [(W, b)] if policy.reflect is None else [(W, b), (policy.reflect[:, None] * W, b)]
+
+
+def forward(policy, obs, *, stacked=False):
+    """The network's forward pass: (μ_θ(o), a, h), differentiable in ``policy.net``.
+
+    mu : (..., dU), the mean step, ½[net(õ) − net(õ_R)] for a symmetric policy;
+    a, h : lists with the first layer's pre-activations and activations, one (..., hidden) array
+    per half (one half, or two for a symmetric policy). With ``stacked`` (obs (B, dO)) both halves
+    go through the output layer as one (2B, hidden) product and a, h hold that one array — the
+    S-step's batch; the two orders of evaluation agree up to rounding.
+    """
+    dO = np.shape(policy.net[0][0])[0]
+    if np.shape(obs)[-1] != dO:
+        raise ValueError(f"obs must have last dimension dO = {dO}, got shape {np.shape(obs)}")
+    a = [np.matmul(obs, W) + b for W, b in first_layers(policy)]  # matmul: np.dot is slow on N-d
+    if stacked:
+        a = [np.concatenate(a)]
+    h = [activation_fn(a_k, policy.activation) for a_k in a]
+    W2, b2 = policy.net[1]
+    out = [np.matmul(h_k, W2) + b2 for h_k in h]
+    if stacked and policy.reflect is not None:
+        B = np.shape(obs)[0]
+        out = [out[0][:B], out[0][B:]]
+    return (out[0] if len(out) == 1 else 0.5 * (out[0] - out[1])), a, h
 
 
 def mean(policy, obs):
@@ -87,17 +129,7 @@ def mean(policy, obs):
     Symmetric policies: ½[net(õ) − net(õ_R)] with õ_R = (R·o)·scale + shift. The whitening is
     folded into the first layer, so a large batch of observations is read only by the matmul.
     """
-    dO = np.shape(policy.net[0][0])[0]
-    if np.shape(obs)[-1] != dO:
-        raise ValueError(f"obs must have last dimension dO = {dO}, got shape {np.shape(obs)}")
-    (W1, b1), rest = policy.net[0], list(policy.net[1:])
-    W1_white = policy.scale[:, None] * W1          # õ W₁ + b₁ = o (scale·W₁) + (shift W₁ + b₁)
-    b1_white = np.dot(policy.shift, W1) + b1
-    mu = net_mean([(W1_white, b1_white)] + rest, obs, policy.activation)
-    if policy.reflect is None:
-        return mu
-    mu_R = net_mean([(policy.reflect[:, None] * W1_white, b1_white)] + rest, obs, policy.activation)
-    return 0.5 * (mu - mu_R)
+    return forward(policy, obs)[0]
 
 
 def act(policy, obs, noise):

@@ -10,9 +10,10 @@ import warnings
 from typing import NamedTuple
 
 import numpy as onp
-from autograd import make_vjp
 
-__all__ = ["Trace", "value_and_grad", "hessians", "run", "meta_loss", "gps_cost", "tune", "default_grid",
+from lto_ref.autodiff import value_and_grad
+
+__all__ = ["Trace", "run", "meta_loss", "gps_cost", "tune", "default_grid",
            "LR_GRID", "MASS_GRID"]
 
 LR_GRID = tuple(10.0 ** (-3 + k / 3) for k in range(13))  # γ ∈ {1e-3, …, 10} (SPEC §3.9)
@@ -25,38 +26,6 @@ class Trace(NamedTuple):
     fs: onp.ndarray        # (T+1, n) objective values f(x_t)
     gs: onp.ndarray        # (T+1, n, d) gradients ∇f(x_t)
     diverged: onp.ndarray  # (n,) bool: f, ∇f or x became non-finite; frozen from then on
-
-
-def value_and_grad(objective, x):
-    """Objective values and per-problem gradients of a batch in one reverse pass.
-
-    Parameters
-    ----------
-    objective : callable, (n, d) -> (n,), problem j's value depending only on row j
-    x : (n, d)
-
-    Returns
-    -------
-    f : (n,)
-    g : (n, d)  -- ∇ Σ_j f_j(x) = per-problem gradients, because the rows are independent
-    """
-    vjp, f = make_vjp(objective)(x)
-    if onp.shape(f) != (x.shape[0],):
-        raise ValueError(f"objective must map (n, d) to (n,) = ({x.shape[0]},), "
-                         f"got {onp.shape(f)}")
-    return onp.asarray(f, dtype=float), onp.asarray(vjp(onp.ones_like(f)), dtype=float)
-
-
-def hessians(objective, x):
-    """Per-problem Hessians ∇²f_j(x_j): (n, d, d), from d Hessian-vector products.
-
-    Rows are independent, so the product with a basis vector e_i broadcast over the batch gives
-    column i of every problem's Hessian in one reverse pass of the gradient.
-    """
-    n, d = x.shape
-    vjp_g, _ = make_vjp(lambda z: make_vjp(objective)(z)[0](onp.ones(n)))(x)
-    return onp.stack([onp.asarray(vjp_g(onp.broadcast_to(onp.eye(d)[i], (n, d))))
-                      for i in range(d)], axis=-1)
 
 
 def _check_run_args(x0, steps):

@@ -23,12 +23,15 @@ from autograd.tracer import getval
 
 from lto_ref import features, optimizers, policy as policy_lib, rollout
 
-__all__ = ["Config", "SupervisedLog", "meta_objective", "fit_initial_whitening", "train"]
+__all__ = ["Config", "LogRow", "SupervisedLog", "meta_objective", "fit_initial_whitening", "descend",
+           "train"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Supervised meta-training settings; defaults are SPEC §7.3–7.4 [I]."""
+    """Supervised meta-training settings (docs/method.md §8); quick variants by ``replace``."""
+    T: int = 40                 # unroll horizon of the meta-objective
+    iterations: int = 1000      # Adam steps on θ (full batch)
     lr: float = 1e-3            # Adam step size on θ
     clip: float = 10.0          # global-norm clipping of ∇_θ J
     feature_grad: str = "full"  # "full" or "stop"
@@ -37,27 +40,32 @@ class Config:
     variant: str = "code"       # feature variant ("code" or "paper")
     hidden: int = 50            # policy hidden units
     activation: str = "softplus"
-    symmetric: bool = True      # reflection-odd policy, as GPS's default (README deviations)
+    symmetric: bool = True      # reflection-odd policy, as GPS's default (docs/deviations.md)
 
     def __post_init__(self):
+        for name in ("T", "iterations", "max_skips"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0 or not self.clip > 0:
             raise ValueError(f"lr and clip must be > 0, got lr={self.lr}, clip={self.clip}")
         if self.feature_grad not in ("full", "stop"):
             raise ValueError(f"feature_grad must be 'full' or 'stop', got {self.feature_grad!r}")
-        if not isinstance(self.max_skips, int) or self.max_skips < 1:
-            raise ValueError(f"max_skips must be an integer >= 1, got {self.max_skips!r}")
         if self.variant not in features.VARIANTS:
             raise ValueError(f"variant must be one of {features.VARIANTS}, got {self.variant!r}")
 
 
+class LogRow(NamedTuple):
+    """One iteration's record."""
+    J: float            # meta-objective of θ before the update (nan if non-finite)
+    grad_norm: float    # ‖∇_θ J‖ before clipping (nan if non-finite)
+    skipped: bool       # update skipped (non-finite J or ∇_θ J)
+
+
 class SupervisedLog(NamedTuple):
-    """Per-iteration record of ``train``."""
-    J: onp.ndarray          # (iterations,) meta-objective before the update (nan if non-finite)
-    grad_norm: onp.ndarray  # (iterations,) ‖∇_θ J‖ before clipping
-    skipped: onp.ndarray    # (iterations,) bool: update skipped (non-finite J or ∇_θ J)
-    aborted: bool           # max_skips consecutive skips ended training early
-    best_policy: object     # policy_lib.Policy with the lowest finite J seen (SPEC §7.4)
-    best_iteration: int     # its iteration (-1 if no finite J was seen)
+    """Per-iteration arrays of ``train`` (fewer than ``iterations`` rows if it aborted)."""
+    J: onp.ndarray          # (I,)
+    grad_norm: onp.ndarray  # (I,)
+    skipped: onp.ndarray    # (I,) bool
 
 
 def _traced_value_and_grad(objective, x, feature_grad):
@@ -109,70 +117,67 @@ def _clipped(grad, clip):
     return grad * min(1.0, clip / norm) if norm > 0 else grad, norm
 
 
-def train(family, problems, x0, *, steps=40, iterations=1000, seed=0, config=Config(),
-          policy=None, callback=None):
-    """Supervised meta-training of the policy on the training problems with Adam (SPEC §7).
+def train(family, problems, x0, config=Config(), seed=0, *, callback=None):
+    """Supervised meta-training of the policy on the training problems with Adam (docs/method.md §8).
 
     Parameters
     ----------
-    family : objectives.Family; problems : its data for M functions; x0 : (M, d)
-    steps : unroll horizon T; iterations : Adam steps (full batch)
-    seed : seeds the policy initialisation (ignored when ``policy`` is given)
-    policy : optional starting Policy; by default a fresh one whitened by ``fit_initial_whitening``
-    callback : optional ``callback(i, J, grad_norm, skipped)`` after each iteration
+    family : objectives.Family;  problems : its data for M functions;  x0 : (M, d)
+    config : Config (horizon ``T``, ``iterations``, …);  seed : seeds the policy initialisation
+    callback : optional ``callback(iteration, LogRow)`` after each iteration
 
     Returns
     -------
-    policy : the final Policy;  log : SupervisedLog
+    policy : the final Policy (whitened on tuned-momentum rollouts, ``fit_initial_whitening``)
+    log : SupervisedLog, arrays indexed by iteration
+
+    Raises
+    ------
+    ValueError : x0 of the wrong shape.
     """
     x0 = onp.asarray(x0, dtype=float)
     if x0.ndim != 2 or x0.shape[1] != family.dim:
         raise ValueError(f"x0 must have shape (M, {family.dim}), got {x0.shape}")
-    for name, v in (("steps", steps), ("iterations", iterations)):
-        if not isinstance(v, (int, onp.integer)) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
     objective = functools.partial(family.loss, problems=problems)
     cfg = config
-    if policy is None:
-        d_obs = features.obs_dim(family.dim, cfg.H, cfg.variant)
-        reflect = features.reflection(family.dim, cfg.H, cfg.variant) if cfg.symmetric else None
-        policy = policy_lib.init(onp.random.default_rng(seed), d_obs, family.dim,
-                                 hidden=cfg.hidden, activation=cfg.activation, reflect=reflect)
-        policy = fit_initial_whitening(policy, objective, x0, steps, H=cfg.H, variant=cfg.variant)
+    d_obs = features.obs_dim(family.dim, cfg.H, cfg.variant)
+    reflect = features.reflection(family.dim, cfg.H, cfg.variant) if cfg.symmetric else None
+    policy = policy_lib.init(onp.random.default_rng(seed), d_obs, family.dim, hidden=cfg.hidden,
+                             activation=cfg.activation, reflect=reflect)
+    policy = fit_initial_whitening(policy, objective, x0, cfg.T, H=cfg.H, variant=cfg.variant)
     flat, unflatten = flatten(policy.net)
     J_and_grad = value_and_grad(lambda w: meta_objective(
-        unflatten(w), policy, objective, x0, steps, H=cfg.H, variant=cfg.variant,
+        unflatten(w), policy, objective, x0, cfg.T, H=cfg.H, variant=cfg.variant,
         feature_grad=cfg.feature_grad))
-    flat, best_flat, log = _descend(J_and_grad, flat, iterations, cfg, callback)
-    log = log._replace(best_policy=policy._replace(net=unflatten(best_flat)))
+    flat, log = descend(J_and_grad, flat, cfg, callback)
     return policy._replace(net=unflatten(flat)), log
 
 
-def _descend(J_and_grad, flat, iterations, cfg, callback):
-    """Adam on θ with clipping, skipping non-finite steps (SPEC §7.4): (θ, best θ, log)."""
+def descend(J_and_grad, flat, cfg, callback=None):
+    """Adam on θ with global-norm clipping, skipping non-finite steps: (θ, SupervisedLog).
+
+    J_and_grad : θ (P,) -> (J, ∇_θ J (P,));  flat : θ₀ (P,);  cfg : Config (iterations, lr,
+    clip, max_skips). A non-finite J or gradient leaves θ and Adam's moments unchanged; after
+    ``max_skips`` consecutive skips training stops with a RuntimeWarning.
+    """
     adam = optimizers.adam(cfg.lr)
     state = adam.init(flat[None])
-    Js, norms, skipped, run_of_skips = [], [], [], 0
-    best_flat, best_i = flat, -1
-    for i in range(iterations):
+    rows, run_of_skips = [], 0
+    for i in range(cfg.iterations):
         with onp.errstate(all="ignore"):
             J, grad = J_and_grad(flat)
         ok = bool(onp.isfinite(J) and onp.all(onp.isfinite(grad)))
-        if ok and (best_i < 0 or J < Js[best_i]):
-            best_flat, best_i = flat, i  # J is the objective of θ before this update
         grad, norm = _clipped(grad, cfg.clip) if ok else (grad, float("nan"))
         if ok:
             dx, state = adam.step(state, flat[None], None, grad[None])
             flat = flat + dx[0]
         run_of_skips = 0 if ok else run_of_skips + 1
-        Js.append(float(J) if ok else float("nan")), norms.append(norm), skipped.append(not ok)
+        rows.append(LogRow(J=float(J) if ok else float("nan"), grad_norm=norm, skipped=not ok))
         if callback is not None:
-            callback(i, Js[-1], norm, not ok)
+            callback(i, rows[-1])
         if run_of_skips >= cfg.max_skips:
             warnings.warn(f"supervised training aborted after {run_of_skips} consecutive "
                           f"non-finite iterations", RuntimeWarning)
             break
-    log = SupervisedLog(J=onp.array(Js), grad_norm=onp.array(norms), skipped=onp.array(skipped),
-                        aborted=run_of_skips >= cfg.max_skips, best_policy=None,
-                        best_iteration=best_i)
-    return flat, best_flat, log
+    return flat, SupervisedLog(*(onp.array([getattr(r, f) for r in rows], dtype=dtype)
+                                 for f, dtype in zip(LogRow._fields, (float, float, bool))))

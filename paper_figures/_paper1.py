@@ -29,12 +29,13 @@ class Config:
     steps: int = 100                  # test horizon T_test [I]
     seed: int = 0                     # GPS seed
     gps: gps_lib.Config = gps_lib.Config()
-    panels: tuple = (0, 1)            # test functions of panels (b), (c) [I]
+    stabilise: bool = False           # the rest-stability projection after GPS (deviation)
+    panels: tuple = (0, 1)            # test functions of panels (b), (c)
 
 
 def trainings(cfg, ctx):
     """The meta-trainings ``compute`` needs (``_train.run_job`` jobs)."""
-    return [("gps", ctx, cfg.family, cfg.n_train, cfg.gps, cfg.seed)]
+    return [("gps", ctx, cfg.family, cfg.n_train, cfg.gps, cfg.seed, cfg.stabilise)]
 
 
 def compute(cfg, ctx):
@@ -99,10 +100,14 @@ def plotted(result):
             for k, name in enumerate(meta["methods"])}
 
 
-def make(family, n_train, title, **gps_options):
-    """(FULL, QUICK, trainings, compute, plot, plotted) of one family's figure."""
-    full = Config(family=family, n_train=n_train,
+def make(family, n_train, title, *, stabilise=False, **gps_options):
+    """(FULL, QUICK, trainings, compute, plot, plotted) of one family's figure.
+
+    ``stabilise`` applies the rest-stability projection to the full figure's policy only: a
+    barely trained --quick policy is far from rest-stable and the projection fails slowly.
+    """
+    full = Config(family=family, n_train=n_train, stabilise=stabilise,
                   gps=dataclasses.replace(gps_lib.Config(), **gps_options))
-    quick = dataclasses.replace(full, n_train=4, n_test=6, steps=30,
+    quick = dataclasses.replace(full, n_train=4, n_test=6, steps=30, stabilise=False,
                                 gps=dataclasses.replace(QUICK_GPS, **gps_options))
     return full, quick, trainings, compute, functools.partial(plot, title=title), plotted

@@ -13,7 +13,7 @@ from lto_ref import metrics, objectives, optimizers, rollout
 from paper_figures import _train
 
 __all__ = ["BASELINES", "LABELS", "COLOURS", "tune_baselines", "run_methods", "diverged",
-           "mean_curves", "learned_against_baselines", "first_true"]
+           "mean_curves", "learned_against_baselines"]
 
 BASELINES = ("gd", "momentum", "conjugate_gradient", "lbfgs")    # paper 1's comparison
 LABELS = {"gd": "gradient descent", "momentum": "momentum", "conjugate_gradient":
@@ -41,8 +41,8 @@ def tune_baselines(family, problems, x0, steps, *, names=BASELINES, map_fn=map):
 
 
 def learned_against_baselines(cfg, ctx, tune_steps):
-    """The paper-1 protocol for ``cfg`` (family, n_train, n_test, steps, gps, seed): traces of the
-    tuned baselines and the GPS policy on the test functions.
+    """The paper-1 protocol for ``cfg`` (family, n_train, n_test, steps, gps, seed, stabilise):
+    traces of the tuned baselines and the GPS policy on the test functions.
 
     Returns (traces {name: Trace}, x0_test, tuned settings, grid notes, GPS log).
     """
@@ -50,7 +50,8 @@ def learned_against_baselines(cfg, ctx, tune_steps):
     train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
     test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
     tuned, notes = tune_baselines(family, train, x0, tune_steps)
-    pol, log = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx)
+    pol, log = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx,
+                                 stabilised=cfg.stabilise)
     methods = {name: optimizers.by_name(name, **tuned[name]) for name in BASELINES}
     methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
     return run_methods(family, test, x0_test, methods, cfg.steps), x0_test, tuned, notes, log
@@ -80,9 +81,3 @@ def mean_curves(curves):
     """
     clean, n_replaced = metrics.sanitize(curves)
     return {k: v.mean(axis=-1) for k, v in clean.items()}, n_replaced
-
-
-def first_true(mask, offset=0):
-    """Index of the first True entry plus ``offset``, or None."""
-    idx = np.flatnonzero(mask)
-    return None if idx.size == 0 else int(idx[0]) + offset

@@ -1,11 +1,12 @@
 """Meta-training for the figures, cached: GPS and supervised policies as .npz + .json files.
 
-A trained policy is stored under ``<cache>/policies/<name>`` with its training log; a GPS run
-checkpoints every iteration under ``<cache>/checkpoints/<name>`` (``gps_train.train``), so an
-interrupted figure run resumes where it stopped. The file name carries a hash of everything the
-result depends on (family, training functions, configuration, seed).
+A trained policy is stored under ``<cache>/policies/<name>`` with its training log; while a GPS
+run is unfinished it checkpoints under ``<cache>/checkpoints/<name>`` (``gps.train``), so an
+interrupted figure run resumes where it stopped, and the checkpoint is gone once the policy is
+stored. The file name carries a hash of everything the result depends on (family, training
+functions, configuration, seed). The rest-stability projection (``lto_ref.analysis.stabilise``)
+is a separate, cached step after GPS.
 """
-import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import gps as gps_lib, gps_train, io, policy as policy_lib, supervised
+from lto_ref import benchmark, gps, io, policy as policy_lib, supervised
+from lto_ref.analysis import stabilise
 
 __all__ = ["Context", "gps_policy", "supervised_policy", "run_job"]
 
@@ -31,7 +33,7 @@ class Context(NamedTuple):
 
 def _name(kind, family, x0, cfg, seed):
     record = json.dumps({"kind": kind, "family": family.name, "x0": np.round(x0, 12).tolist(),
-                         "config": gps_lib.config_record(cfg), "seed": seed}, sort_keys=True)
+                         "config": gps.config_record(cfg), "seed": seed}, sort_keys=True)
     return f"{kind}_{family.name}_{x0.shape[0]}_{hashlib.sha256(record.encode()).hexdigest()[:10]}"
 
 
@@ -47,53 +49,78 @@ def _load(path):
     return pol, log
 
 
-def gps_policy(family, problems, x0, cfg, seed, ctx):
-    """The GPS-trained policy of these training functions: (Policy, {log field: array})."""
+def _store(path, pol, log, kind, **meta):
+    """Write a policy and its log arrays; returns (policy, {field: array})."""
+    arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}
+    io.save_arrays(path + "_log", arrays, {"kind": kind})
+    policy_lib.save(path, pol, **meta)
+    return pol, arrays
+
+
+def _say(ctx, text):
+    if ctx.progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def gps_policy(family, problems, x0, cfg, seed, ctx, *, stabilised=False):
+    """The GPS-trained policy of these training functions: (Policy, {log field: array}).
+
+    With ``stabilised`` the policy after the rest-stability projection (docs/deviations.md).
+    """
     name = _name("gps", family, x0, cfg, seed)
     path = os.path.join(ctx.cache, "policies", name)
     checkpoint = os.path.join(ctx.cache, "checkpoints", name)
-    if ctx.retrain:
+    found = None if ctx.retrain else _load(path)
+    if found is None:
+        if ctx.retrain:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+        _say(ctx, f"  GPS ({cfg.algorithm}) on {x0.shape[0]} {family.name} functions, "
+                  f"{cfg.iterations} iterations")
+        callback = (benchmark.progress(f"  GPS {family.name}", cfg.iterations,
+                                       benchmark.describe_gps) if ctx.progress else None)
+        pol, log = gps.train(family, problems, x0, cfg, seed=seed, map_fn=ctx.map_fn,
+                             checkpoint_dir=checkpoint, callback=callback)
+        found = _store(path, pol, log, "gps_log", family=family.name,
+                       method=f"gps-{cfg.algorithm}", seed=seed, H=cfg.H)
         shutil.rmtree(checkpoint, ignore_errors=True)
-    elif (found := _load(path)) is not None:
-        return found
-    if ctx.progress:
-        print(f"  GPS ({cfg.algorithm}) on {x0.shape[0]} {family.name} functions, "
-              f"{cfg.iterations} iterations", file=sys.stderr, flush=True)
-    pol, log = gps_train.train(family, problems, x0, cfg, seed=seed, map_fn=ctx.map_fn,
-                               checkpoint_dir=checkpoint, progress=ctx.progress)
-    arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}
-    io.save_arrays(path + "_log", arrays, {"kind": "gps_log"})
-    policy_lib.save(path, pol, family=family.name, method=f"gps-{cfg.algorithm}", seed=seed,
-                    H=cfg.H)
-    return pol, arrays
+    return _stabilised(family, problems, x0, cfg, found, path, ctx) if stabilised else found
 
 
-def supervised_policy(family, problems, x0, steps, iterations, cfg, seed, ctx):
+def _stabilised(family, problems, x0, cfg, found, path, ctx):
+    """The rest-stability projection of a trained GPS policy, cached beside it."""
+    pol, log = found
+    if not ctx.retrain and (done := _load(path + "_stabilised")) is not None:
+        return done[0], log
+    start = time.perf_counter()
+    new, info = stabilise.stabilise(pol, family, problems, x0, H=cfg.H, h=cfg.h, T=cfg.T)
+    r = info["r"]
+    _say(ctx, f"  rest-stability projection: ρ > {r} on {np.sum(info['rho_before'] > r)} → "
+              f"{np.sum(info['rho_after'] > r)} of {x0.shape[0]} training functions (Hessians "
+              f"× {info['margin']}), {info['nit']} L-BFGS iterations, "
+              f"{time.perf_counter() - start:.0f} s")
+    io.save_arrays(path + "_stabilised_log", log, {"kind": "gps_log"})
+    policy_lib.save(path + "_stabilised", new, family=family.name, method="gps-stabilised",
+                    H=cfg.H, rho_before=info["rho_before"].tolist(),
+                    rho_after=info["rho_after"].tolist(), nit=info["nit"])
+    return new, log
+
+
+def supervised_policy(family, problems, x0, cfg, seed, ctx):
     """The supervised (backprop-through-the-unroll) policy: (Policy, {log field: array})."""
-    name = _name("sl", family, x0, dataclasses.replace(cfg), seed) + f"_{steps}_{iterations}"
+    name = _name("sl", family, x0, cfg, seed)
     path = os.path.join(ctx.cache, "policies", name)
     if not ctx.retrain and (found := _load(path)) is not None:
         return found
-    start = time.perf_counter()
-
-    def report(i, J, grad_norm, skipped):
-        if ctx.progress and ((i + 1) % 100 == 0 or i + 1 == iterations):
-            left = (time.perf_counter() - start) / (i + 1) * (iterations - i - 1)
-            print(f"  supervised {i + 1}/{iterations}: J {J:.4f} (about {left:.0f} s left)",
-                  file=sys.stderr, flush=True)
-    pol, log = supervised.train(family, problems, x0, steps=steps, iterations=iterations,
-                                seed=seed, config=cfg, callback=report)
-    arrays = {"J": np.asarray(log.J, dtype=float), "grad_norm": np.asarray(log.grad_norm, float),
-              "skipped": np.asarray(log.skipped, dtype=float)}
-    io.save_arrays(path + "_log", arrays, {"kind": "supervised_log",
-                                           "best_iteration": int(log.best_iteration),
-                                           "aborted": bool(log.aborted)})
-    policy_lib.save(path, pol, family=family.name, method="supervised", seed=seed, H=cfg.H)
-    return pol, arrays
+    callback = (benchmark.progress("  supervised", cfg.iterations, lambda row: f"J {row.J:.4f}",
+                                   every=100) if ctx.progress else None)
+    pol, log = supervised.train(family, problems, x0, cfg, seed=seed, callback=callback)
+    return _store(path, pol, log, "supervised_log", family=family.name, method="supervised",
+                  seed=seed, H=cfg.H)
 
 
 def run_job(job):
-    """Train one policy into the cache: job = ("gps" | "sl", ctx, family name, n_train, *args).
+    """Train one policy into the cache: job = ("gps", ctx, family name, n_train, cfg, seed,
+    stabilised) or ("sl", ctx, family name, n_train, cfg, seed).
 
     Module level and picklable, so independent trainings can run in a process pool.
     """
@@ -102,7 +129,8 @@ def run_job(job):
     family = objectives.family_by_name(family_name)
     train, x0 = objectives.split_data(family, objectives.TRAIN, n_train)
     if kind == "gps":
-        gps_policy(family, train, x0, *args, ctx)
+        cfg, seed, stabilised = args
+        gps_policy(family, train, x0, cfg, seed, ctx, stabilised=stabilised)
     else:
         supervised_policy(family, train, x0, *args, ctx)
     return kind, family_name

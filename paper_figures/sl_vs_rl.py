@@ -20,25 +20,23 @@ class Config:
     family: str = "logistic_regression"
     n_train: int = 90
     n_test: int = 100
-    steps: int = 100               # test horizon, longer than training
-    train_steps: int = 40          # meta-training horizon T
-    sl_iterations: int = 1000      # SPEC §7.3
+    steps: int = 100               # test horizon, longer than training (sl.T)
     seed: int = 0
-    gps: gps_lib.Config = gps_lib.Config(stabilise=True)   # Figure 1's policy (shared cache)
+    gps: gps_lib.Config = gps_lib.Config()   # Figure 1's policy (shared cache) …
+    stabilise: bool = True                   # … after the rest-stability projection
     sl: supervised.Config = supervised.Config()
     n_thin: int = 10               # test functions drawn as thin curves
 
 
 FULL = Config()
-QUICK = dataclasses.replace(FULL, n_train=4, n_test=6, steps=30, train_steps=10,
-                            sl_iterations=20, gps=_paper1.QUICK_GPS)
+QUICK = dataclasses.replace(FULL, n_train=4, n_test=6, steps=30, gps=_paper1.QUICK_GPS,
+                            stabilise=False, sl=supervised.Config(T=10, iterations=20))
 
 
 def trainings(cfg, ctx):
     """The meta-trainings ``compute`` needs (``_train.run_job`` jobs)."""
-    return [("gps", ctx, cfg.family, cfg.n_train, cfg.gps, cfg.seed),
-            ("sl", ctx, cfg.family, cfg.n_train, cfg.train_steps, cfg.sl_iterations, cfg.sl,
-             cfg.seed)]
+    return [("gps", ctx, cfg.family, cfg.n_train, cfg.gps, cfg.seed, cfg.stabilise),
+            ("sl", ctx, cfg.family, cfg.n_train, cfg.sl, cfg.seed)]
 
 
 def compute(cfg, ctx):
@@ -46,17 +44,16 @@ def compute(cfg, ctx):
     family = objectives.family_by_name(cfg.family)
     train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
     test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
-    rl, _ = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx)
-    sl, sl_log = _train.supervised_policy(family, train, x0, cfg.train_steps, cfg.sl_iterations,
-                                          cfg.sl, cfg.seed, ctx)
+    rl, _ = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx, stabilised=cfg.stabilise)
+    sl, sl_log = _train.supervised_policy(family, train, x0, cfg.sl, cfg.seed, ctx)
     methods = {"supervised": optimizers.learned(sl, H=cfg.sl.H),
                "learned": optimizers.learned(rl, H=cfg.gps.H)}
     on_test = _protocol.run_methods(family, test, x0_test, methods, cfg.steps)
     on_train = _protocol.run_methods(family, train, x0, methods, cfg.steps)
-    tuned, _ = _protocol.tune_baselines(family, train, x0, cfg.train_steps, names=("momentum",))
+    tuned, _ = _protocol.tune_baselines(family, train, x0, cfg.sl.T, names=("momentum",))
     mom = _protocol.run_methods(family, train, x0, {"m": optimizers.momentum(**tuned["momentum"])},
-                                cfg.train_steps)["m"]
-    sl_fs = on_train["supervised"].fs[:cfg.train_steps + 1]
+                                cfg.sl.T)["m"]
+    sl_fs = on_train["supervised"].fs[:cfg.sl.T + 1]
     sl_train_loss = float(np.mean(rollout.meta_loss(sl_fs)))
     div = {k: _protocol.diverged(tr, x0_test) for k, tr in on_test.items()}
     claims = _claims.sl_vs_rl(sl_train_loss, float(np.mean(rollout.meta_loss(mom))),
@@ -68,7 +65,7 @@ def compute(cfg, ctx):
               "sl_J": sl_log["J"]}
     meta = {"methods": list(methods), "claims": claims, "momentum_40": tuned["momentum"],
             "sl_train_meta_loss": sl_train_loss, "n_thin": cfg.n_thin,
-            "train_steps": cfg.train_steps}
+            "train_steps": cfg.sl.T}
     return {"arrays": arrays, "meta": meta}
 
 

@@ -27,6 +27,7 @@ class Config:
     tune_steps: int = 100          # the baselines' tuning horizon (SPEC §3.9)
     seed: int = 0
     gps: gps_lib.Config = gps_lib.Config()
+    stabilise: bool = False        # no rest-stability projection
     grid: int = 80                 # contour resolution per axis
 
 
@@ -62,7 +63,7 @@ def _contours(family, problems, xs, j, n):
 
 def trainings(cfg, ctx):
     """The meta-trainings ``compute`` needs (``_train.run_job`` jobs)."""
-    return [("gps", ctx, cfg.family, cfg.n_train, cfg.gps, cfg.seed)]
+    return [("gps", ctx, cfg.family, cfg.n_train, cfg.gps, cfg.seed, cfg.stabilise)]
 
 
 def compute(cfg, ctx):

@@ -2,10 +2,8 @@
 import numpy as np
 from hypothesis import given, strategies as st
 
-from conftest import rng_from, seeds
-from lto_ref import badmm, cost as cost_lib, lingauss, lqr
-from test_lingauss import random_controller
-from test_lqr import random_cost, random_dynamics
+from conftest import random_controller, random_cost, random_dynamics, rng_from, seeds
+from lto_ref.gps import badmm, cost as cost_lib, lingauss, lqr
 
 
 def test_step_multiplier_formula_and_clipping():

@@ -4,7 +4,7 @@ import functools
 import numpy as np
 from hypothesis import given, strategies as st
 
-from lto_ref import benchmark, objectives, rollout
+from lto_ref import autodiff, benchmark, objectives
 
 
 @given(st.integers(0, 10**6), st.floats(0.1, 10.0))
@@ -13,9 +13,19 @@ def test_hand_written_logistic_gradient_matches_autograd(seed, scale):
     problems, x0 = objectives.split_data(fam, objectives.TRAIN, 3, base_seed=seed)
     x = scale * x0
     f, g = benchmark.logistic_value_and_grad_numpy(x, problems)
-    f_ag, g_ag = rollout.value_and_grad(functools.partial(fam.loss, problems=problems), x)
+    f_ag, g_ag = autodiff.value_and_grad(functools.partial(fam.loss, problems=problems), x)
     np.testing.assert_allclose(f, f_ag, rtol=1e-12)
     np.testing.assert_allclose(g, g_ag, rtol=1e-9, atol=1e-12)
+
+
+def test_progress_callback_prints_every_kth_and_the_last_row_with_an_estimate(capsys):
+    callback = benchmark.progress("GPS", 5, lambda row: f"cost {row:.1f}", every=2)
+    for i in range(5):
+        callback(i, 10.0 + i)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["GPS 2/5", "GPS 4/5", "GPS 5/5"]
+    assert "cost 11.0" in lines[0] and "cost 14.0" in lines[2]
+    assert all("s left)" in line for line in lines) and "about 0 s left" in lines[2]
 
 
 def test_benchmark_entry_point_prints_ratio_and_throughput(capsys):

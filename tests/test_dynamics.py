@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import rng_from, seeds
-from lto_ref import dynamics as D, environment as E, features, gmm as G, objectives, optimizers
-from lto_ref import rollout
+from lto_ref import autodiff, features, objectives, optimizers, rollout
+from lto_ref.gps import dynamics as D, environment as E, gmm as G
 
 
 def _lr(n=3, seed=0):
@@ -95,7 +95,7 @@ def test_fit_recovers_known_linear_dynamics_and_psd_covariances(seed):
     rng = rng_from(seed)
     lay = E.layout(1, 2, 1)                               # dX = 5, dU = 1, r = 2
     X, U, new, A, a = _linear_samples(rng, lay, 300, 4, noise=0.01)
-    Fm, fv, W, x0mu, x0sigma, _ = _fit_one(X, U, new, lay, D.Config(pooled=False))
+    Fm, fv, W, x0mu, x0sigma, _ = _fit_one(X, U, new, lay, D.Config(prior=G.Config(pooled=False)))
     S, Em = E.structure(lay)
     np.testing.assert_allclose(Fm, np.broadcast_to(S + Em @ A, Fm.shape), atol=0.02)
     np.testing.assert_allclose(fv, np.broadcast_to(Em @ a, fv.shape), atol=0.02)
@@ -109,7 +109,7 @@ def test_vanishing_prior_gives_least_squares(seed):
     rng = rng_from(seed)
     lay = E.layout(1, 2, 1)
     X, U, new, _, _ = _linear_samples(rng, lay, 40, 3, noise=0.5)
-    cfg = D.Config(strength=1e-12, reg=1e-12)
+    cfg = D.Config(prior=G.Config(strength=1e-12, reg=1e-12))
     Fm, fv, _, _, _, _ = _fit_one(X, U, new, lay, cfg, gmm=G.GMM(
         np.zeros((1, 8)), np.eye(8)[None], np.zeros(1)), n_pts=1000)
     S, Em = E.structure(lay)
@@ -138,22 +138,56 @@ def test_fit_over_conditions_matches_map_fn_and_carries_its_state(pooled):
     fam, problems, x0 = _lr(n=2)
     lay = E.layout(fam.dim, 4, 2)
     s = E.simulate(fam, problems, x0, _noisy_gd(np.random.default_rng(1), lay), 6, 5, lay)
-    cfg = D.Config(pooled=pooled, max_samples=8)
+    cfg = D.Config(prior=G.Config(pooled=pooled), max_samples=8)
     dyn, state = D.fit(np.random.default_rng(2), s, lay, None, cfg)
     dyn2, _ = D.fit(np.random.default_rng(2), s, lay, None, cfg, map_fn=lambda f, xs: [f(x) for x in xs])
     for u, v in zip(dyn, dyn2):
         np.testing.assert_array_equal(u, v)
     assert dyn.Fm.shape == (2, 5, len(lay.index), len(lay.index) + 4)
-    assert len(state.gmms) == (1 if pooled else 2) and state.buffers[0].shape[0] == 5
-    _, state2 = D.fit(np.random.default_rng(3), s, lay, state, cfg)
-    assert state2.buffers[0].shape[0] == 7                 # max_samples − 1 trajectories kept
+    assert len(state.gmms) == (1 if pooled else 2)
+    # the prior keeps max_samples − 1 = 7 trajectories: 5 new + 2 carried from before
+    assert state.buffers[0].shape[0] == 2
     with pytest.raises(ValueError, match="pooled_points"):
-        D.Config(pooled_points=0)
+        G.Config(pooled_points=0)
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_carried_prior_state_fits_as_the_whole_trajectory_history_does(pooled):
+    """Over four iterations of 3 samples (max_samples 8 keeps 7 trajectories), the state the fit
+    carries gives the fits that keeping every past trajectory gives."""
+    fam, problems, x0 = _lr(n=2)
+    lay = E.layout(fam.dim, 4, 2)
+    cfg = D.Config(prior=G.Config(pooled=pooled), max_samples=8)
+    carried = whole = None
+    for i in range(4):
+        s = E.simulate(fam, problems, x0, _noisy_gd(np.random.default_rng(i), lay), 5, 3, lay)
+        pts = np.concatenate([s.X[:, :, :-1], s.U[:, :, :-1], s.new[:, :, :-1]], -1)
+        dyn_a, carried = D.fit(np.random.default_rng(10 + i), s, lay, carried, cfg)
+        dyn_b, prior = D.fit(np.random.default_rng(10 + i), s, lay, whole, cfg)
+        history = pts if whole is None else np.concatenate([whole.buffers, pts], axis=1)
+        whole = D.PriorState(buffers=history, gmms=prior.gmms)
+        for u, v in zip(dyn_a, dyn_b):
+            np.testing.assert_array_equal(u, v)
+        assert carried.buffers[0].shape[0] == min(3 * (i + 1), 4)
+
+
+@given(seeds, st.integers(1, 6))
+def test_initial_state_is_the_floored_variance_plus_the_prior(seed, dX):
+    rng = rng_from(seed)
+    pts = rng.standard_normal((7, dX)) * rng.uniform(0, 2, dX)
+    pts[:, 0] = 1.5                                           # one deterministic entry
+    cfg = D.Config(prior=G.Config(strength=0.5), x0_var_floor=1e-4)
+    mu, sigma = D.initial_state(pts, cfg)
+    var = np.array([np.mean((pts[:, j] - np.mean(pts[:, j])) ** 2) for j in range(dX)])
+    np.testing.assert_allclose(mu, pts.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(sigma, np.diag(np.maximum(var, 1e-4) + 0.5 * dX * var),
+                               rtol=1e-12, atol=1e-15)
+    assert sigma[0, 0] == 1e-4
 
 
 def test_initial_state_does_not_depend_on_the_memory_layout_of_its_points():
     # identical x_0 rows (fixed start, zero histories) summed pairwise along a fast axis 0 and
-    # row by row along a slow one round differently; a pickled copy is C-ordered (issue 4: map_fn)
+    # row by row along a slow one round differently; a pickled copy (map_fn) is C-ordered
     row = np.random.default_rng(0).standard_normal(53) * 3
     fortran = np.asfortranarray(np.broadcast_to(row, (20, 53)))
     a = D.initial_state(fortran, D.Config())

@@ -23,15 +23,33 @@ def _random_hist(rng, n, d, H, pushes):
 
 
 @pytest.mark.parametrize("d,dX,dO", [(2, 129, 127), (4, 233, 229), (12, 649, 637)])
-def test_code_state_sizes_match_spec(d, dX, dO):
+def test_code_state_sizes_match_the_method(d, dX, dO):
     hist = F.init(np.ones((3, d)), np.ones(3), np.ones((3, d)), 25)
     X, O = F.observe(hist)
     assert X.shape == (3, dX) and O.shape == (3, dO)
     assert F.state_dim(d) == dX and F.obs_dim(d) == dO
 
 
+@pytest.mark.parametrize("d,offsets", [(4, (4, 29, 129, 133, 233)), (12, (12, 37, 337, 349, 649))])
+def test_offsets_are_the_tabulated_block_starts(d, offsets):
+    """docs/method.md §5's table: δ, past gradients, g_t, steps and dX for H = 25."""
+    assert tuple(F.offsets(d, 25)) == offsets
+
+
+@given(seeds, ds, Hs, st.integers(0, 6))
+def test_offsets_locate_each_block_of_the_state(seed, d, H, pushes):
+    hist, _ = _random_hist(rng_from(seed), 2, d, H, pushes)
+    X, _ = F.observe(hist)
+    o = F.offsets(d, H)
+    assert X.shape[1] == o.dim
+    np.testing.assert_array_equal(X[:, o.grad:o.grad + d], hist.g)
+    np.testing.assert_array_equal(X[:, o.past_grads:o.grad], hist.gs.reshape(2, -1))
+    np.testing.assert_array_equal(X[:, o.steps:], hist.dxs.reshape(2, -1))
+    assert o.past_grads - o.delta == H
+
+
 @pytest.mark.parametrize("d,dX", [(4, 129), (12, 337)])
-def test_paper_state_sizes_match_spec(d, dX):
+def test_paper_state_sizes_match_the_method(d, dX):
     hist = F.init(np.ones((2, d)), np.ones(2), np.ones((2, d)), 25)
     assert F.observe(hist, "paper")[0].shape == (2, dX) == (2, F.state_dim(d, 25, "paper"))
     assert F.observe(hist, "paper", include_current_grad=True)[0].shape == (2, dX + d)
@@ -46,8 +64,9 @@ def test_shapes_depend_only_on_H_d_variant(seed, n, d, H, pushes, variant):
 
 
 @given(seeds, ds, Hs, st.integers(0, 12))
-def test_code_blocks_sit_at_spec_offsets(seed, d, H, pushes):
-    """Reference layout written from SPEC §4.1: [x_t | δ | g_{t−H..t−1} | g_t | Δ], oldest first."""
+def test_code_blocks_sit_at_the_documented_offsets(seed, d, H, pushes):
+    """Reference layout written from docs/method.md §5: [x_t | δ | g_{t−H..t−1} | g_t | Δ],
+    oldest first."""
     hist, seen = _random_hist(rng_from(seed), 2, d, H, pushes)
     X, _ = F.observe(hist)
     t = pushes
@@ -64,7 +83,7 @@ def test_code_blocks_sit_at_spec_offsets(seed, d, H, pushes):
 
 
 @given(seeds, ds, Hs, st.integers(0, 12), st.booleans())
-def test_paper_blocks_follow_spec(seed, d, H, pushes, relative):
+def test_paper_blocks_follow_the_method(seed, d, H, pushes, relative):
     hist, seen = _random_hist(rng_from(seed), 2, d, H, pushes)
     X, _ = F.observe(hist, "paper", relative=relative)
     t, fs, gs = pushes, [s[1] for s in seen], [s[2] for s in seen]

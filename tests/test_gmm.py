@@ -5,7 +5,7 @@ import scipy.stats
 from hypothesis import given, settings, strategies as st
 
 from conftest import rng_from, seeds
-from lto_ref import gmm as G
+from lto_ref.gps import gmm as G
 
 
 def test_cluster_count_rule():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lto_ref import gps, objectives, policy
+from lto_ref.gps import iteration as it
 
 TINY = gps.Config(iterations=2, inner_iterations=2, samples=5, T=6, H=4, h=2, sstep_steps=40,
                   hidden=8)
@@ -16,10 +17,10 @@ def _run(cfg, seed=0, M=3):
     fam = objectives.logistic_regression()
     problems, x0 = objectives.split_data(fam, objectives.TRAIN, M)
     x0_copy = x0.copy()
-    state = gps.init_state(fam, problems, x0, cfg, seed)
+    state = it.init_state(fam, problems, x0, cfg, seed)
     rows = []
     for _ in range(cfg.iterations):
-        state, row = gps.iteration(state, fam, problems, x0, cfg, seed)
+        state, row = it.iteration(state, fam, problems, x0, cfg, seed)
         rows.append(row)
     np.testing.assert_array_equal(x0, x0_copy)
     return state, rows
@@ -52,7 +53,9 @@ def test_same_seed_same_policy_and_different_seed_differs():
                                         ({"kl_step": 0.0}, "kl_step"), ({"samples": -1}, "samples"),
                                         ({"h": 30}, "h"), ({"chunks": 0}, "chunks"),
                                         ({"sample_on_policy": True}, "sample_on_policy"),
-                                        ({"badmm_target": "paper"}, "badmm_target")])
+                                        ({"badmm_target": "paper"}, "badmm_target"),
+                                        ({"init_form": "exact"}, "init_form"),
+                                        ({"init_offset": "one"}, "init_offset")])
 def test_bad_config_raises(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
         gps.Config(**kwargs)
@@ -74,9 +77,9 @@ def test_c_step_blocks_go_through_map_fn_and_do_not_change_the_result(algorithm)
     results = {}
     for chunks in (1, 3):
         cfg = gps.Config(**{**TINY.__dict__, "algorithm": algorithm, "chunks": chunks})
-        state, calls = gps.init_state(fam, problems, x0, cfg, 0), []
+        state, calls = it.init_state(fam, problems, x0, cfg, 0), []
         for _ in range(2):
-            state, row = gps.iteration(state, fam, problems, x0, cfg, 0,
+            state, row = it.iteration(state, fam, problems, x0, cfg, 0,
                                        map_fn=_recording_map(calls))
         c_calls = [n for name, n in calls if name == "c_step_block"]
         assert c_calls and all(n == chunks for n in c_calls)        # every C-step, in blocks
@@ -96,16 +99,16 @@ def test_mdgps_samples_from_the_policy_after_iteration_0_only_when_asked(on_poli
     fam = objectives.logistic_regression()
     problems, x0 = objectives.split_data(fam, objectives.TRAIN, 3)
     lay = gps.environment.layout(fam.dim, cfg.H, cfg.h)
-    state = gps.init_state(fam, problems, x0, cfg, 0)
+    state = it.init_state(fam, problems, x0, cfg, 0)
     for _ in range(2):
-        draws = gps._sample(np.random.default_rng(7), fam, problems, x0, state, cfg, lay)
+        draws = it._sample(np.random.default_rng(7), fam, problems, x0, state, cfg, lay)
         noise = np.random.default_rng(7).standard_normal(draws.U.shape)    # the same draws
         from_policy = policy.act(state.policy, draws.O, noise) if state.whitened else None
         from_lg = np.stack([gps.lingauss.act(state.lg, t, draws.X[:, :, t], noise[:, :, t])
                             for t in range(cfg.T)], axis=2)
         expected = from_policy if (on_policy and state.whitened) else from_lg
         np.testing.assert_allclose(draws.U, expected, rtol=1e-12, atol=1e-12)
-        state, _ = gps.iteration(state, fam, problems, x0, cfg, 0)
+        state, _ = it.iteration(state, fam, problems, x0, cfg, 0)
     assert state.whitened
 
 

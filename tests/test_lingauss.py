@@ -6,20 +6,8 @@ import pytest
 import scipy.stats
 from hypothesis import given, settings, strategies as st
 
-from conftest import rng_from, seeds
-from lto_ref import lingauss as LG
-
-
-def random_spd(rng, *shape, scale=1.0):
-    """SPD matrices (…, k, k) with eigenvalues ≥ 0.1·scale."""
-    k = shape[-1]
-    A = rng.standard_normal(shape[:-1] + (k, k))
-    return scale * (A @ np.swapaxes(A, -1, -2) / k + 0.1 * np.eye(k))
-
-
-def random_controller(rng, M, T, dX, dU):
-    return LG.make(rng.standard_normal((M, T, dU, dX)), rng.standard_normal((M, T, dU)),
-                   random_spd(rng, M, T, dU))
+from conftest import random_controller, random_spd, rng_from, seeds
+from lto_ref.gps import lingauss as LG
 
 
 @given(seeds, st.integers(1, 4), st.integers(1, 3))

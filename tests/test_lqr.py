@@ -6,25 +6,10 @@ import numpy as np
 import scipy.linalg
 from hypothesis import given, settings, strategies as st
 
-from conftest import rng_from, seeds
-from lto_ref import eta_search, lingauss as LG, lqr
-from test_lingauss import random_controller, random_spd
+from conftest import random_controller, random_cost, random_dynamics, random_spd, rng_from, seeds
+from lto_ref.gps import eta_search, lingauss as LG, lqr
 
 sizes = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.integers(1, 5))
-
-
-def random_dynamics(rng, M, T, dX, dU, noise=0.1, x0_var=0.1):
-    """Contractive linear dynamics (spectral norm of F ≤ 0.9) with PSD noise."""
-    F = rng.standard_normal((M, T - 1, dX, dX + dU))
-    F = 0.9 * F / np.linalg.norm(F, ord=2, axis=(-2, -1))[..., None, None]
-    return lqr.Dynamics(Fm=F, fv=rng.standard_normal((M, T - 1, dX)),
-                        dyn_covar=noise * random_spd(rng, M, T - 1, dX),
-                        x0mu=rng.standard_normal((M, dX)), x0sigma=x0_var * random_spd(rng, M, dX))
-
-
-def random_cost(rng, M, T, dX, dU):
-    return lqr.QuadCost(Cm=random_spd(rng, M, T, dX + dU), cv=rng.standard_normal((M, T, dX + dU)),
-                        cc=np.zeros((M, T)))
 
 
 @given(seeds, sizes)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import rng_from, seeds
-from lto_ref import objectives, optimizers as opt, rollout
+from lto_ref import autodiff, objectives, optimizers as opt, rollout
 
 dims = st.tuples(st.integers(1, 5), st.integers(1, 6))  # (n, d)
 lrs = st.floats(1e-3, 10.0)
@@ -246,7 +246,7 @@ def test_cg_with_exact_line_search_reaches_minimizer_in_d_steps(seed, d):
     o = opt.conjugate_gradient(1.0)
     state = o.init(x)
     for _ in range(d):
-        f, g = rollout.value_and_grad(obj, x)
+        f, g = autodiff.value_and_grad(obj, x)
         direction, state = o.step(state, x, f, g)
         Ad = np.einsum("nij,nj->ni", problems.A, direction)
         alpha = -np.sum(g * direction, 1) / np.maximum(np.sum(direction * Ad, 1), 1e-300)

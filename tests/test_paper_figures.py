@@ -78,6 +78,30 @@ def test_unwritable_out_gives_one_line_and_exit_code_2(tmp_path, capsys):
     assert "--out" in err and "\n" not in err
 
 
+@pytest.mark.filterwarnings("ignore:rest-stability projection left")   # a 2-iteration policy
+def test_stabilised_policy_is_the_projection_of_the_cached_gps_policy(tmp_path):
+    """The figures' rest-stability step is ``stabilise.stabilise`` of the GPS policy, cached
+    beside it; a second call reads it back; a finished training leaves no checkpoint."""
+    from lto_ref import gps, objectives
+    from lto_ref.analysis import stabilise
+    from paper_figures import _train
+    fam = objectives.logistic_regression()
+    train, x0 = objectives.split_data(fam, objectives.TRAIN, 3)
+    cfg = gps.Config(iterations=2, inner_iterations=2, samples=5, T=6, H=4, h=2, sstep_steps=40,
+                     hidden=8)
+    ctx = _train.Context(cache=str(tmp_path), progress=False)
+    plain, log = _train.gps_policy(fam, train, x0, cfg, 0, ctx)
+    assert os.listdir(tmp_path / "checkpoints") == []
+    expected, info = stabilise.stabilise(plain, fam, train, x0, H=4, h=2, T=6)
+    assert info["nit"] > 0                                  # the projection changes it
+    for _ in range(2):                                      # computed, then from the cache
+        pol, log2 = _train.gps_policy(fam, train, x0, cfg, 0, ctx, stabilised=True)
+        for (a, b), (c, d) in zip(pol.net, expected.net):
+            np.testing.assert_array_equal(a, c)
+            np.testing.assert_array_equal(b, d)
+        np.testing.assert_array_equal(log2["policy_cost"], log["policy_cost"])
+
+
 def test_claims_table_reports_failures_with_numbers():
     rows = _claims.sl_vs_rl(5.0, 4.0, np.array([True, False]), np.array([False, False]))
     assert [r["reproduced"] for r in rows] == [False, True, True]

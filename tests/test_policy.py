@@ -5,14 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import rng_from, seeds
+from conftest import random_policy as _random_policy, rng_from, seeds
 from lto_ref import features, objectives, optimizers as opt, policy as P, rollout
-
-
-def _random_policy(rng, dO, dU, hidden=7, activation="softplus"):
-    pol = P.init(rng, dO, dU, hidden=hidden, activation=activation, weight_scale=0.5)
-    return pol._replace(net=[(W, rng.standard_normal(b.shape)) for W, b in pol.net],
-                        shift=rng.standard_normal(dO), scale=rng.uniform(0.5, 2, dO))
 
 
 @given(seeds, st.integers(1, 6), st.integers(1, 4), st.sampled_from(P.ACTIVATIONS))

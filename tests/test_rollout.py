@@ -203,17 +203,3 @@ def test_tuned_fixed_step_lbfgs_reaches_the_scipy_minimizer_of_logistic_regressi
         res = scipy.optimize.minimize(f_and_g, x0[i], jac=True, method="L-BFGS-B",
                                       options={"gtol": 1e-12, "ftol": 0, "maxiter": 10000})
         np.testing.assert_allclose(trace.xs[-1, i], res.x, atol=1e-5)
-
-
-@pytest.mark.parametrize("fi", range(len(FAMILIES)))
-def test_hessians_match_central_differences_of_gradients(fi):
-    fam, problems, x0, obj = _setup(fi, 5, 3)
-    H = rollout.hessians(obj, x0)
-    h = 1e-5
-    fd = np.stack([(rollout.value_and_grad(obj, x0 + h * e)[1]
-                    - rollout.value_and_grad(obj, x0 - h * e)[1]) / (2 * h)
-                   for e in np.eye(fam.dim)], axis=-1)
-    np.testing.assert_allclose(H, fd, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(H, np.swapaxes(H, 1, 2), rtol=1e-10, atol=1e-12)
-    if fam.name == "quadratic":
-        np.testing.assert_allclose(H, problems.A, rtol=1e-12)

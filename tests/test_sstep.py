@@ -1,54 +1,68 @@
-"""S-step: hand-written gradient vs autograd, fixed point, targets, weights, policy variance
-(SPEC §6.13; STYLE §6, item 30)."""
+"""S-step: hand-written gradient vs autograd, its Adam vs ``optimizers.adam``, fixed point,
+targets, weights, policy variance (docs/method.md §7.12; STYLE §6, item 30)."""
 import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd import grad
 from hypothesis import given, settings, strategies as st
 
-from conftest import rng_from, seeds
-from lto_ref import badmm, lingauss, policy as P, sstep as S
-from test_lingauss import random_controller, random_spd
+from conftest import random_controller, random_policy, random_spd, rng_from, seeds
+from lto_ref import optimizers, policy as P
+from lto_ref.gps import badmm, lingauss, sstep as S
 
 
 def _problem(rng, B=7, dO=5, dU=2, hidden=4, activation="softplus"):
-    pol = P.init(rng, dO, dU, hidden=hidden, activation=activation, weight_scale=0.7)
-    pol = pol._replace(net=[(W, rng.standard_normal(b.shape)) for W, b in pol.net])
+    pol = random_policy(rng, dO, dU, hidden=hidden, activation=activation, weight_scale=0.7,
+                        whitening=False)
     return pol, rng.standard_normal((B, dO)), rng.standard_normal((B, dU)), random_spd(rng, B, dU)
 
 
-@given(seeds, st.sampled_from(P.ACTIVATIONS))
-def test_hand_written_gradient_matches_autograd(seed, activation):
-    rng = rng_from(seed)
-    pol, o, target, prec = _problem(rng, activation=activation)
-
-    def loss(net):
-        err = target - P.net_mean(net, o, activation)
-        return 0.5 * anp.mean(anp.einsum("bi,bij,bj->b", err, prec, err))
-    value, grads = S.loss_and_grad(pol.net, o, target, prec, activation)
-    np.testing.assert_allclose(value, loss(pol.net), rtol=1e-12)
-    for (gW, gb), (aW, ab) in zip(grads, grad(loss)(pol.net)):
-        np.testing.assert_allclose(gW, aW, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(gb, ab, rtol=1e-9, atol=1e-12)
-
-
-@given(seeds, st.sampled_from(P.ACTIVATIONS))
-def test_hand_written_gradient_of_a_symmetric_policy_matches_autograd(seed, activation):
-    rng = rng_from(seed)
-    pol, o, target, prec = _problem(rng, activation=activation)
-    reflect = rng.choice([-1.0, 1.0], size=o.shape[1])
-    pol = pol._replace(reflect=reflect, scale=rng.uniform(0.5, 2, o.shape[1]),
-                       shift=rng.standard_normal(o.shape[1]))
-
+def _autograd_loss(pol, o, target, prec):
     def loss(net):
         err = target - P.mean(pol._replace(net=net), o)
         return 0.5 * anp.mean(anp.einsum("bi,bij,bj->b", err, prec, err))
-    value, grads = S.loss_and_grad(pol.net, o, target, prec, activation,
-                                   white=(pol.shift, pol.scale), reflect=reflect)
+    return loss
+
+
+@given(seeds, st.sampled_from(P.ACTIVATIONS), st.booleans())
+def test_hand_written_gradient_matches_autograd(seed, activation, symmetric):
+    rng = rng_from(seed)
+    pol, o, target, prec = _problem(rng, activation=activation)
+    if symmetric:
+        pol = pol._replace(reflect=rng.choice([-1.0, 1.0], size=o.shape[1]),
+                           scale=rng.uniform(0.5, 2, o.shape[1]),
+                           shift=rng.standard_normal(o.shape[1]))
+    loss = _autograd_loss(pol, o, target, prec)
+    value, grads = S.loss_and_grad(pol, o, target, prec)
     np.testing.assert_allclose(value, loss(pol.net), rtol=1e-12)
     for (gW, gb), (aW, ab) in zip(grads, grad(loss)(pol.net)):
         np.testing.assert_allclose(gW, aW, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(gb, ab, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=20)
+@given(seeds, st.sampled_from([0.9, 0.5]), st.sampled_from([0.999, 0.9]), st.booleans())
+def test_s_step_adam_is_optimizers_adam_step_for_step(seed, b1, b2, symmetric):
+    """Full-batch S-steps, one Adam step per call with the state carried, against
+    ``optimizers.adam`` fed the same gradients: same iterates up to rounding."""
+    rng = rng_from(seed)
+    pol, o, target, prec = _problem(rng, B=9)
+    if symmetric:
+        pol = pol._replace(reflect=rng.choice([-1.0, 1.0], size=o.shape[1]))
+    adam = optimizers.adam(1e-2, b1=b1, b2=b2, eps=1e-8)
+    flat = S.flatten(pol.net)
+    ref_state, state, cur = adam.init(flat[None]), None, pol
+    for t in range(1, 7):
+        g = S.flatten(S.loss_and_grad(pol._replace(net=S.unflatten(flat, pol.net)), o, target,
+                                      prec)[1])
+        dx, ref_state = adam.step(ref_state, flat[None], None, g[None])
+        flat = flat + dx[0]
+        cur, state, _ = S.regress(rng, cur, o, target, prec, state=state, steps=1, batch=9,
+                                  lr=1e-2, b1=b1, b2=b2, eps=1e-8)
+        assert state.t == t
+        # atol: a gradient entry that nearly cancels carries the rows' summation order into
+        # m/√v at ~1e-8 relative; a wrong Adam differs by O(lr) = 1e-2
+        np.testing.assert_allclose(S.flatten(cur.net), flat, rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=20)
@@ -73,8 +87,8 @@ def test_regression_fits_a_learnable_target():
     target = np.tanh(o @ rng.standard_normal((5, 2)))
     prec = np.broadcast_to(np.eye(2), (400, 2, 2))
     new, _, losses = S.regress(rng, pol, o, target, prec, steps=3000, batch=25, lr=1e-2)
-    before = S.loss_and_grad(pol.net, o, target, prec)[0]
-    after = S.loss_and_grad(new.net, o, target, prec)[0]
+    before = S.loss_and_grad(pol, o, target, prec)[0]
+    after = S.loss_and_grad(new, o, target, prec)[0]
     assert after < 0.1 * before and losses[-100:].mean() < losses[:100].mean()
 
 
@@ -85,31 +99,31 @@ def test_targets_follow_the_controller_and_badmm_duals(seed, dX, dU):
     X = rng.standard_normal((2, 4, 3, dX))
     mu, prec = S.targets(lg, X)
     nu = rng.uniform(0.1, 1, (2, 3))
-    lam_K, lam_k = rng.standard_normal((2, 3, dU, dX)), rng.standard_normal((2, 3, dU))
-    mu_b, _ = S.targets(lg, X, nu=nu, lam_K=lam_K, lam_k=lam_k)
-    mu_d, _ = S.targets(lg, X, nu=nu, lam_K=lam_K, lam_k=lam_k, form="derivation")
+    lam_k = rng.standard_normal((2, 3, dU))
+    mu_b, _ = S.targets(lg, X, nu=nu, lam_k=lam_k)
+    mu_d, _ = S.targets(lg, X, nu=nu, lam_k=lam_k, form="derivation")
     for m, n, t in [(0, 0, 0), (1, 3, 2), (1, 2, 1)]:
         u = lg.K[m, t] @ X[m, n, t] + lg.k[m, t]
         np.testing.assert_allclose(mu[m, n, t], u, rtol=1e-12, atol=1e-14)
-        corr = nu[m, t] * lg.pol_covar[m, t] @ (lam_K[m, t] @ X[m, n, t] + lam_k[m, t])
+        corr = nu[m, t] * lg.pol_covar[m, t] @ lam_k[m, t]
         np.testing.assert_allclose(mu_b[m, n, t], u - corr, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(mu_d[m, n, t], u - corr / nu[m, t] ** 2, rtol=1e-10,
                                    atol=1e-12)
     np.testing.assert_array_equal(prec, lg.inv)
     with pytest.raises(ValueError, match="form"):
-        S.targets(lg, X, nu=nu, lam_K=lam_K, lam_k=lam_k, form="paper")
+        S.targets(lg, X, nu=nu, lam_k=lam_k, form="paper")
 
 
 @pytest.mark.parametrize("form, stable", [("code", False), ("derivation", True)])
 def test_dual_ascent_with_a_perfect_s_step(form, stable):
-    """λ update (SPEC §6.12) after an S-step that fits its target exactly, controller mean 0:
+    """λ update (docs/method.md §7.11) after an S-step that fits its target exactly, controller mean 0:
     λ ← (1 − α ν s) λ with s = ν (code form) or 1/ν (derivation). With α = 0.2 and ν = 5 the code
     form's factor is −4 (the dual variable explodes, as ν's doubling makes it do after ~9 GPS
     iterations), the derivation's 0.8."""
     lg = lingauss.make(np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1)), np.full((1, 1, 1, 1), 1e-3))
     X, nu, lam_k = np.zeros((1, 1, 1, 1)), np.full((1, 1), 5.0), np.ones((1, 1, 1))
     for _ in range(5):
-        target, _ = S.targets(lg, X, nu=nu, lam_K=np.zeros((1, 1, 1, 1)), lam_k=lam_k, form=form)
+        target, _ = S.targets(lg, X, nu=nu, lam_k=lam_k, form=form)
         lam_k = badmm.update_lambda(lam_k, nu, lg, X, target, alpha=0.2)
     factor = 1 - 0.2 * 5.0 * (5.0 if form == "code" else 0.2)           # −4 or 0.8
     np.testing.assert_allclose(1 - badmm.dual_gain(nu, 0.2, form), factor)

@@ -4,23 +4,20 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import rng_from, seeds
-from lto_ref import features, objectives, policy as P, stabilise, stability
+from conftest import random_policy, rng_from, seeds
+from lto_ref import features, objectives, policy as P
+from lto_ref.analysis import stabilise, stability
 
 
 def _random_policy(rng, d, H, activation="softplus", scale=0.3):
-    dO = features.obs_dim(d, H)
-    pol = P.init(rng, dO, d, hidden=6, activation=activation, weight_scale=scale,
-                 reflect=features.reflection(d, H))
-    (W1, b1), layer2 = pol.net
-    return pol._replace(net=[(W1, 0.5 * rng.standard_normal(6)), layer2],
-                        shift=0.3 * rng.standard_normal(dO), scale=rng.uniform(0.5, 2.0, dO))
+    return random_policy(rng, features.obs_dim(d, H), d, hidden=6, activation=activation,
+                         weight_scale=scale, reflect=features.reflection(d, H))
 
 
 def _gradient_descent_policy(d, H, gamma):
     """A reflection-odd softplus policy that is exactly u = −γ g_t to first order at rest."""
     dO = features.obs_dim(d, H)
-    g_t = H + H * d                                   # offset of g_t in the observation
+    g_t = H + H * d                                   # offset of g_t in the observation (§5)
     W1, W2 = np.zeros((dO, d)), np.zeros((d, d))
     W1[g_t:g_t + d] = np.eye(d)
     W2[:] = -2 * gamma * np.eye(d)                    # softplus'(0) = ½

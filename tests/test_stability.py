@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from conftest import rng_from, seeds
-from lto_ref import features, policy as P, stability
+from lto_ref import features, policy as P
+from lto_ref.analysis import stability
 
 
 def _heavy_ball_maps(gamma, mu, d, H):

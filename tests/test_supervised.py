@@ -1,7 +1,6 @@
 """Supervised meta-training: meta-gradient vs finite differences, invariants, training lowers the
-meta-loss, non-finite guard (SPEC §7.6; STYLE §6, item 18)."""
+meta-loss, non-finite guard (docs/method.md §8; STYLE §6, item 18)."""
 import functools
-import warnings
 
 import numpy as np
 import pytest
@@ -85,33 +84,54 @@ def test_meta_objective_equals_rollout_meta_loss_of_learned_optimizer():
 
 def test_training_lowers_the_meta_loss_on_quadratics():
     fam, problems, x0, obj = _quad(11, n=8, d=4)
-    cfg = S.Config(H=H, hidden=10, lr=3e-3)
-    pol, log = S.train(fam, problems, x0, steps=10, iterations=60, seed=0, config=cfg)
-    assert log.J.shape == (60,) and not log.skipped.any() and not log.aborted
+    cfg = S.Config(T=10, iterations=60, H=H, hidden=10, lr=3e-3)
+    rows = []
+    pol, log = S.train(fam, problems, x0, cfg, seed=0, callback=lambda i, r: rows.append((i, r)))
+    assert log.J.shape == (60,) and not log.skipped.any()
     assert log.J[-1] < 0.8 * log.J[0]
-    assert log.best_iteration == int(np.nanargmin(log.J))
-    best_J = S.meta_objective(log.best_policy.net, pol, obj, x0, 10, H=H)
-    np.testing.assert_allclose(best_J, log.J[log.best_iteration], rtol=1e-12)
-    # independent check: the returned policy's own rollouts
+    assert [i for i, _ in rows] == list(range(60))            # one callback row per iteration
+    np.testing.assert_array_equal([r.J for _, r in rows], log.J)
+    # J[i] is the objective of θ before update i: J[0] is the initial policy's
     initial = pol._replace(net=P.init(np.random.default_rng(0), features.obs_dim(4, H), 4,
                                       hidden=10).net)
+    np.testing.assert_allclose(log.J[0], S.meta_objective(initial.net, pol, obj, x0, 10, H=H),
+                               rtol=1e-12)
+    # independent check: the returned policy's own rollouts
     before = rollout.meta_loss(rollout.run(opt.learned(initial, H=H), obj, x0, 10)).mean()
     after = rollout.meta_loss(rollout.run(opt.learned(pol, H=H), obj, x0, 10)).mean()
     assert after < 0.8 * before
 
 
 def test_non_finite_meta_gradient_skips_the_update_and_aborts():
-    fam, problems, x0, obj = _quad(3)
-    pol = _small_policy(3, fam.dim)
-    (W1, b1), (W2, b2) = pol.net
-    pol = pol._replace(net=[(W1, b1), (W2, b2 + 1e200)])  # first step overflows f
+    calls = []
+
+    def J_and_grad(w):
+        calls.append(w.copy())
+        return (np.nan, w) if len(calls) > 2 else (float(w @ w), 2 * w)
+    w0 = np.array([1.0, -2.0])
     with pytest.warns(RuntimeWarning, match="aborted"):
-        new, log = S.train(fam, problems, x0, steps=3, iterations=10, policy=pol,
-                           config=S.Config(H=H, max_skips=2))
-    assert log.aborted and log.skipped.tolist() == [True, True] and np.all(np.isnan(log.J))
-    for (a, b), (c, e) in zip(pol.net, new.net):
-        np.testing.assert_array_equal(a, c)
-        np.testing.assert_array_equal(b, e)
+        w, log = S.descend(J_and_grad, w0, S.Config(iterations=10, max_skips=3, lr=0.1))
+    assert log.skipped.tolist() == [False, False, True, True, True]
+    assert np.all(np.isnan(log.J[2:])) and np.all(np.isnan(log.grad_norm[2:]))
+    np.testing.assert_allclose(log.J[:2], [5.0, float(calls[1] @ calls[1])])
+    np.testing.assert_array_equal(w, calls[2])         # skipped steps leave θ unchanged
+    np.testing.assert_array_equal(calls[2], calls[4])
+    # the two accepted steps are Adam's (its first step moves every entry by lr against g)
+    np.testing.assert_allclose(calls[1], w0 - 0.1 * np.sign(w0), rtol=1e-6)
+
+
+def test_skipped_steps_leave_adams_moments_unchanged():
+    """A finite step after skipped ones is the step Adam takes with no skips in between."""
+    grads = iter([np.array([1.0]), None, None, np.array([3.0])])
+
+    def with_skips(w):
+        g = next(grads)
+        return (np.nan, w) if g is None else (1.0, g)
+    plain = iter([np.array([1.0]), np.array([3.0])])
+    w_skip, _ = S.descend(with_skips, np.array([0.0]), S.Config(iterations=4, lr=0.1))
+    w_plain, _ = S.descend(lambda w: (1.0, next(plain)), np.array([0.0]),
+                           S.Config(iterations=2, lr=0.1))
+    np.testing.assert_array_equal(w_skip, w_plain)
 
 
 def test_gradient_clipping_bounds_the_first_adam_input():
@@ -121,7 +141,8 @@ def test_gradient_clipping_bounds_the_first_adam_input():
 
 
 @pytest.mark.parametrize("kwargs,arg", [({"lr": 0}, "lr"), ({"feature_grad": "half"}, "feature_grad"),
-                                        ({"max_skips": 0}, "max_skips"), ({"variant": "x"}, "variant")])
+                                        ({"max_skips": 0}, "max_skips"), ({"variant": "x"}, "variant"),
+                                        ({"T": 0}, "T"), ({"iterations": 0}, "iterations")])
 def test_bad_config_raises(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
         S.Config(**kwargs)
@@ -130,10 +151,4 @@ def test_bad_config_raises(kwargs, arg):
 def test_bad_train_arguments_raise():
     fam, problems, x0, _ = _quad(0)
     with pytest.raises(ValueError, match="x0"):
-        S.train(fam, problems, x0[:, :1], steps=2, iterations=1)
-    with pytest.raises(ValueError, match="iterations"):
-        S.train(fam, problems, x0, steps=2, iterations=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="steps"):
-            S.train(fam, problems, x0, steps=0, iterations=1)
+        S.train(fam, problems, x0[:, :1], S.Config(T=2, iterations=1))

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import rng_from, seeds
-from lto_ref import dynamics, environment as E, objectives, optimizers, pibar, rollout
-from lto_ref import warmstart as W
+from lto_ref import autodiff, objectives, optimizers, rollout
+from lto_ref.gps import dynamics, environment as E, gmm, pibar, warmstart as W
 
 
 def _lr(n, seed=0):
@@ -69,7 +69,7 @@ def test_pibar_recovers_a_linear_policy(pooled):
     A, a = rng.standard_normal((M, dU, dX)), rng.standard_normal((M, dU))
     mu_pol = np.einsum("mij,mntj->mnti", A, X) + a[:, None, None]
     var = np.array([0.3, 0.7])
-    cfg = dynamics.Config(max_clusters=4, pooled=pooled, reg=1e-6)
+    cfg = gmm.Config(max_clusters=4, pooled=pooled, reg=1e-6)
     pb, gmms = pibar.fit(rng, X, mu_pol, var, cfg=cfg)
     np.testing.assert_allclose(pb.K, np.broadcast_to(A[:, None], pb.K.shape), atol=0.02)
     np.testing.assert_allclose(pb.k, np.broadcast_to(a[:, None], pb.k.shape), atol=0.02)
@@ -84,7 +84,7 @@ def test_pibar_blocks_through_map_fn_give_the_single_call_result(pooled):
     M, N, T, dX, dU = 5, 30, 4, 5, 2
     X = rng.standard_normal((M, N, T, dX))
     mu_pol = np.tanh(X[..., :dU]) + 0.1 * rng.standard_normal((M, N, T, dU))
-    cfg = dynamics.Config(max_clusters=3, min_samples_per_cluster=10, pooled=pooled)
+    cfg = gmm.Config(max_clusters=3, min_samples_per_cluster=10, pooled=pooled)
     one, g1 = pibar.fit(np.random.default_rng(1), X, mu_pol, np.ones(dU), cfg=cfg)
     calls = []
 
@@ -114,7 +114,7 @@ def test_x0_offset_adds_minus_gamma_g0_to_every_step():
     lg0, choice0 = W.initial_controllers(fam, problems, x0, 8, lay, gammas=(0.4,), masses=(0.9,))
     lg1, _ = W.initial_controllers(fam, problems, x0, 8, lay, offset="x0", gammas=(0.4,),
                                    masses=(0.9,))
-    _, g0 = rollout.value_and_grad(functools.partial(fam.loss, problems=problems), x0)
+    _, g0 = autodiff.value_and_grad(functools.partial(fam.loss, problems=problems), x0)
     np.testing.assert_array_equal(lg0.k, 0.0)
     np.testing.assert_allclose(lg1.k, np.broadcast_to(-0.4 * g0[:, None], lg1.k.shape), rtol=1e-12)
     np.testing.assert_array_equal(lg0.K, lg1.K)

@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from lto_ref import policy as policy_lib
+
 __all__ = ["AdamState", "adam_init", "flatten", "unflatten", "targets", "weights", "loss_and_grad", "regress",
            "policy_variance"]
 
@@ -46,12 +48,12 @@ def adam_init(net):
     return AdamState(m=np.zeros(n), v=np.zeros(n), t=0)
 
 
-def targets(lg, X, *, nu=None, lam_K=None, lam_k=None, form="code"):
+def targets(lg, X, *, nu=None, lam_k=None, form="code"):
     """Regression targets μ̃ (M, N, T, dU) and controller precisions P (M, T, dU, dU).
 
-    BADMM (SPEC §6.13, §10 row 17), with λ_t x = λ_K,t x + λ_k,t:
-      form="code"        μ̃ = K_t x + k_t − ν_t G_t λ_t x   (released code)
-      form="derivation"  μ̃ = K_t x + k_t − G_t λ_t x / ν_t (the minimiser of the BADMM
+    BADMM (SPEC §6.13, §10 row 17), with the duals λ_k,t (λ_K is always zero and omitted):
+      form="code"        μ̃ = K_t x + k_t − ν_t G_t λ_k,t   (released code)
+      form="derivation"  μ̃ = K_t x + k_t − G_t λ_k,t / ν_t (the minimiser of the BADMM
                          Lagrangian's policy terms ν/2‖μ − Kx − k‖²_P + λᵀμ)
     Without duals (nu None) μ̃ = K_t x + k_t.
     """
@@ -59,9 +61,9 @@ def targets(lg, X, *, nu=None, lam_K=None, lam_k=None, form="code"):
         raise ValueError(f"form must be 'code' or 'derivation', got {form!r}")
     mu = np.einsum("mtij,mntj->mnti", lg.K, X) + lg.k[:, None]
     if nu is not None:
-        lam_u = np.einsum("mtij,mntj->mnti", lam_K, X) + lam_k[:, None]
+        G_lam = np.einsum("mtij,mtj->mti", lg.pol_covar, lam_k)           # (M, T, dU)
         scale = nu if form == "code" else 1.0 / nu
-        mu = mu - scale[:, None, :, None] * np.einsum("mtij,mntj->mnti", lg.pol_covar, lam_u)
+        mu = mu - (scale[..., None] * G_lam)[:, None]
     return mu, lg.inv
 
 
@@ -76,59 +78,62 @@ def weights(nu, N):
     return np.minimum(w, 2 * med) / med
 
 
-def _loss_and_grad_into(net, grads, o, target, prec, activation, white, reflect):
+def _loss_and_grad_into(policy, grads, o, target, prec):
     """The loss of ``loss_and_grad``; its gradient is written into the arrays of ``grads``.
 
-    μ is computed exactly as ``policy.mean`` does (whitening folded into the first layer, the
-    mirrored half of a symmetric policy through R·W₁), so a policy's own outputs are an exact
-    fixed point of the regression.
+    The forward pass is ``policy_lib.forward`` with both halves of a symmetric policy stacked, so
+    a policy's own outputs are an exact fixed point of the regression.
     """
-    (W1, b1), (W2, b2) = net
+    (W1, _), (W2, _) = policy.net
     (gW1, gb1), (gW2, gb2) = grads
-    shift, scale = white
     B = o.shape[0]
-    W1_white = scale[:, None] * W1                                         # (dO, h)
-    b1_white = np.dot(shift, W1) + b1
-    halves = [W1_white] if reflect is None else [W1_white, reflect[:, None] * W1_white]
-    a = np.concatenate([np.matmul(o, W) + b1_white for W in halves])      # (B or 2B, h)
-    if activation == "softplus":
-        h, dh_da = np.logaddexp(0.0, a), 0.5 * (1.0 + np.tanh(0.5 * a))   # softplus' = σ
-    else:
-        h, dh_da = np.maximum(a, 0.0), (a > 0).astype(float)
-    out = np.matmul(h, W2) + b2
-    mu = out if reflect is None else 0.5 * (out[:B] - out[B:])
+    mu, (a,), (h,) = policy_lib.forward(policy, o, stacked=True)          # a, h: (B or 2B, hid)
     err = target - mu                                                      # (B, dU)
     Pe = np.matmul(prec, err[:, :, None])[:, :, 0]                         # P̃_b e_b
     d_mu = Pe * (-1.0 / B)                                                 # ∂loss/∂μ
-    d_out = d_mu if reflect is None else np.concatenate([0.5 * d_mu, -0.5 * d_mu])
-    da = np.dot(d_out, W2.T) * dh_da                                       # ∂loss/∂a
+    d_out = d_mu if policy.reflect is None else np.concatenate([0.5 * d_mu, -0.5 * d_mu])
+    da = np.dot(d_out, W2.T) * policy_lib.activation_slopes(a, policy.activation)[0]
     g_white = np.dot(o.T, da[:B])                                          # ∂loss/∂W₁_white
-    if reflect is not None:
-        g_white += reflect[:, None] * np.dot(o.T, da[B:])
+    if policy.reflect is not None:
+        g_white += policy.reflect[:, None] * np.dot(o.T, da[B:])
     da.sum(axis=0, out=gb1)
-    np.multiply(scale[:, None], g_white, out=gW1)                          # chain rule back
-    gW1 += np.outer(shift, gb1)                                            # to W₁ and b₁
+    np.multiply(policy.scale[:, None], g_white, out=gW1)                   # chain rule back
+    gW1 += np.outer(policy.shift, gb1)                                     # to W₁ and b₁
     np.dot(h.T, d_out, out=gW2)
     d_out.sum(axis=0, out=gb2)
     return 0.5 * np.sum(err * Pe) / B
 
 
-def loss_and_grad(net, o, target, prec, activation="softplus", *, white=None, reflect=None):
-    """Weighted squared error ½ mean_b (μ̃_b − μ_b)ᵀ P̃_b (μ̃_b − μ_b) and its gradient in ``net``.
+def loss_and_grad(policy, o, target, prec):
+    """Weighted squared error ½ mean_b (μ̃_b − μ_b)ᵀ P̃_b (μ̃_b − μ_b) and its gradient in θ.
 
-    o : (B, dO) observations;  target : (B, dU);  prec : (B, dU, dU)
-    white : (shift, scale) of the whitening õ = o·scale + shift (identity if None)
-    reflect : (dO,) signs of a symmetric policy, μ = ½[net(õ) − net(õ_R)], or None
-    Returns (loss, [(gW1, gb1), (gW2, gb2)]).
+    policy : Policy (network, whitening, reflection, activation);  o : (B, dO) observations;
+    target : (B, dU);  prec : (B, dU, dU).  Returns (loss, [(gW1, gb1), (gW2, gb2)]).
     """
-    dO = np.shape(o)[-1]
-    white = (np.zeros(dO), np.ones(dO)) if white is None else white
-    grads = [(np.empty(np.shape(W)), np.empty(np.shape(b))) for W, b in net]
-    return _loss_and_grad_into(net, grads, o, target, prec, activation, white, reflect), grads
+    grads = [(np.empty(np.shape(W)), np.empty(np.shape(b))) for W, b in policy.net]
+    return _loss_and_grad_into(policy, grads, o, target, prec), grads
+
+
+def _adam_update(flat, grad, m, v, t, lr, b1, b2, eps, tmp, step):
+    """One in-place Adam step on ``flat`` (t ≥ 1 counts this step): the update of
+    ``optimizers.adam`` with its bias corrections folded into the step size (same up to rounding).
+    """
+    m *= b1                                       # m ← β₁ m + (1 − β₁) g
+    m += np.multiply(grad, 1 - b1, out=tmp)
+    v *= b2                                       # v ← β₂ v + (1 − β₂) g²
+    np.multiply(grad, grad, out=tmp)
+    tmp *= 1 - b2
+    v += tmp
+    np.sqrt(v, out=tmp)                           # Δ = −lr m̂/(√v̂ + ε), m̂ = m/(1 − β₁ᵗ), …
+    tmp *= 1.0 / np.sqrt(1 - b2 ** t)
+    tmp += eps
+    np.divide(m, tmp, out=step)
+    step *= lr / (1 - b1 ** t)
+    flat -= step
 
 
 def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, lr=1e-4,
-            b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
+            b1=0.9, b2=0.999, eps=1e-8):
     """Adam on the policy network over minibatches of the pairs (SPEC §6.13).
 
     Parameters
@@ -144,10 +149,9 @@ def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, 
     The loop works in place on arrays it allocates (parameters, gradient, moments, with the
     network's layers as views into them): 20,000 steps are dominated by per-call overhead.
     """
-    white = (policy.shift, policy.scale)
     flat = flatten(policy.net)                                            # a new array
     grad = np.empty_like(flat)
-    net, grads = unflatten(flat, policy.net), unflatten(grad, policy.net)  # views
+    view, grads = policy._replace(net=unflatten(flat, policy.net)), unflatten(grad, policy.net)
     state = adam_init(policy.net) if state is None else state
     m, v, t = state.m.copy(), state.v.copy(), state.t
     tmp, step = np.empty_like(flat), np.empty_like(flat)
@@ -157,25 +161,10 @@ def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, 
             order, pos = rng.permutation(n), 0
         idx = order[pos:pos + batch]
         pos += batch
-        losses[i] = _loss_and_grad_into(net, grads, O[idx], target[idx], prec[idx],
-                                        policy.activation, white, policy.reflect)
-        if weight_decay:
-            grad += weight_decay * flat
+        losses[i] = _loss_and_grad_into(view, grads, O[idx], target[idx], prec[idx])
         t += 1
-        m *= b1                                       # m ← β₁ m + (1 − β₁) g
-        m += np.multiply(grad, 1 - b1, out=tmp)
-        v *= b2                                       # v ← β₂ v + (1 − β₂) g²
-        np.multiply(grad, grad, out=tmp)
-        tmp *= 1 - b2
-        v += tmp
-        # Adam with the bias corrections folded into the step size: same arithmetic up to rounding
-        np.sqrt(v, out=tmp)
-        tmp *= 1.0 / np.sqrt(1 - b2 ** t)
-        tmp += eps
-        np.divide(m, tmp, out=step)
-        step *= lr / (1 - b1 ** t)
-        flat -= step
-    new_net = [(W.copy(), b.copy()) for W, b in net]
+        _adam_update(flat, grad, m, v, t, lr, b1, b2, eps, tmp, step)
+    new_net = [(W.copy(), b.copy()) for W, b in view.net]
     return policy._replace(net=new_net), AdamState(m=m, v=v, t=t), losses
 
 

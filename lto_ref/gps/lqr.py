@@ -14,26 +14,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import lingauss
+from lto_ref.gps import lingauss
 
-__all__ = ["Dynamics", "QuadCost", "CostTerms", "forward", "backward", "cost_terms",
-           "normalised_cost", "badmm_cost", "take"]
-
-
-class Dynamics(NamedTuple):
-    """Linear-Gaussian dynamics per condition, x_{t+1} ~ N(Fm_t [x_t; u_t] + fv_t, dyn_covar_t)."""
-    Fm: np.ndarray         # (M, T-1, dX, dX+dU)
-    fv: np.ndarray         # (M, T-1, dX)
-    dyn_covar: np.ndarray  # (M, T-1, dX, dX) W_t
-    x0mu: np.ndarray       # (M, dX) μ_x0
-    x0sigma: np.ndarray    # (M, dX, dX) Σ_x0
-
-
-class QuadCost(NamedTuple):
-    """Local quadratic cost ℓ(z) ≈ ½ zᵀ Cm z + zᵀ cv + cc per condition and step (SPEC §6.6)."""
-    Cm: np.ndarray  # (M, T, dX+dU, dX+dU)
-    cv: np.ndarray  # (M, T, dX+dU)
-    cc: np.ndarray  # (M, T)
+__all__ = ["CostTerms", "forward", "backward", "cost_terms", "normalised_cost", "badmm_cost",
+           "take"]
 
 
 def take(record, idx):
@@ -133,23 +117,20 @@ class CostTerms(NamedTuple):
     nu: np.ndarray  # (M, T) ν_t (zeros: MDGPS, max_ent_traj = 0)
 
 
-def cost_terms(cost, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None):
+def cost_terms(cost, prev, *, nu=None, pi_bar=None, lam_k=None):
     """The terms of the BADMM C-step cost (SPEC §6.8), or of MDGPS with ``nu=None``.
 
-    Cm'[u, x] = Cm[u, x] − λ_K,  cv'[u] = cv[u] − λ_k;  A = Cm' + ν_t M(K̄, S̄),  B = M(K̂, Ĝ).
+    cv'[u] = cv[u] − λ_k;  A = Cm + ν_t M(K̄, S̄),  a = cv' + ν_t v(K̄, k̄, S̄),  B = M(K̂, Ĝ),
+    b = v(K̂, k̂, Ĝ). The dual on the gains, λ_K, is always zero (its rate is 0) and is omitted.
 
     Parameters
     ----------
     cost : QuadCost;  prev : LinGauss, the trust-region centre p̂ (π̄ for MDGPS)
-    nu : (M, T) BADMM weights, with pi_bar : LinGauss (K̄, k̄, S̄) and duals lam_K (M, T, dU, dX),
-        lam_k (M, T, dU); all None for MDGPS
+    nu : (M, T) BADMM weights, with pi_bar : LinGauss (K̄, k̄, S̄) and the duals lam_k (M, T, dU);
+        all None for MDGPS
     """
     Cm, cv = cost.Cm, cost.cv
     dX = prev.K.shape[-1]
-    if lam_K is not None:
-        lam_pad = np.zeros_like(Cm)
-        lam_pad[..., dX:, :dX] = lam_K
-        Cm = Cm - lam_pad - np.swapaxes(lam_pad, -1, -2)
     if lam_k is not None:
         cv = cv - np.concatenate([np.zeros(cv.shape[:-1] + (dX,)), lam_k], axis=-1)
     Mp, vp, _ = lingauss.quadratic_form(prev.K, prev.k, prev.inv)
@@ -172,11 +153,10 @@ def normalised_cost(terms, eta):
     return Q, q, w[:, 1:] / w[:, :-1]
 
 
-def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_K=None, lam_k=None):
+def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_k=None):
     """Normalised per-step cost of the BADMM C-step (SPEC §6.8), or of MDGPS with ``nu=None``.
 
-    Q̃_t = (Cm' + η M(K̂, Ĝ) + ν_t M(K̄, S̄)) / (η + ν_t),  q̃_t likewise with v(·);
+    Q̃_t = (Cm + η M(K̂, Ĝ) + ν_t M(K̄, S̄)) / (η + ν_t),  q̃_t likewise with v(·) and cv';
     ``normalised_cost(cost_terms(...), eta)``. Returns Q̃ (M, T, dXU, dXU), q̃ (M, T, dXU), r (M, T−1).
     """
-    return normalised_cost(cost_terms(cost, prev, nu=nu, pi_bar=pi_bar, lam_K=lam_K,
-                                      lam_k=lam_k), eta)
+    return normalised_cost(cost_terms(cost, prev, nu=nu, pi_bar=pi_bar, lam_k=lam_k), eta)

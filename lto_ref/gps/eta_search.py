@@ -16,8 +16,8 @@ import warnings
 
 import numpy as np
 
-from lto_ref import lingauss
-from lto_ref.lqr import backward, forward, take
+from lto_ref.gps import lingauss
+from lto_ref.gps.lqr import backward, forward, take
 
 __all__ = ["solve_eta", "METHODS"]
 

@@ -1,89 +1,25 @@
-"""Guided policy search: the reinforcement-learning meta-trainer of paper 1 (SPEC §6).
+"""One iteration of guided policy search, all M training functions ("conditions") together.
 
-One BADMM iteration (SPEC §6.4), all M training functions ("conditions") together::
+BADMM (docs/method.md §7.4)::
 
     sample from the controllers → fit dynamics → linearise the policy (π̄) → quadratise the cost
     → adapt the step → 4 × [S-step → refit π̄ → dual updates → C-step (LQR + η search)]
 
-``algorithm="mdgps"`` runs the mirror-descent variant (SPEC §6.15). Randomness: iteration i draws
-from ``SeedSequence([seed, i])``, so a run resumed from a checkpoint continues identically.
+``algorithm="mdgps"`` runs the mirror-descent variant (docs/method.md §7.14). Randomness:
+iteration i draws from ``SeedSequence([seed, i])``, so a run resumed from a checkpoint continues
+identically.
 """
-import dataclasses
 import time
 import warnings
 from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import badmm, cost as cost_lib, dynamics, environment, eta_search, features
-from lto_ref import lingauss, lqr
-from lto_ref import pibar, policy as policy_lib, sstep, warmstart
+from lto_ref import features, policy as policy_lib
+from lto_ref.gps import badmm, cost as cost_lib, dynamics, environment, eta_search, lingauss
+from lto_ref.gps import lqr, pibar, sstep, warmstart
 
-__all__ = ["Config", "GPSState", "LogRow", "init_state", "iteration", "c_step_block",
-           "config_record"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """GPS settings; defaults are SPEC §6.14's table unless marked [I]."""
-    algorithm: str = "badmm"         # or "mdgps"
-    iterations: int = 10
-    inner_iterations: int = 4
-    samples: int = 20                # N per condition
-    T: int = 40
-    H: int = 25                      # lags in the policy's observation
-    h: int = 5                       # lags in the controllers' state [I speed; 25 = released code]
-    kl_step: float = 0.2
-    init_eta: float = 1.0
-    nu0: float = 0.01
-    dual_rate: float = 0.2
-    init_form: str = "recursive"     # [I]; "truncated" is the released code's controller
-    init_var: float = 0.01
-    init_offset: str = "zero"        # "x0": the released code's k_t = K x_0 quirk (SPEC §6.3)
-    cost_scale_dU: bool = True
-    sstep_steps: int = 5000          # [I speed; 20,000 = released code] per S-step
-    sstep_batch: int = 25
-    sstep_lr: float = 1e-4
-    weight_decay: float = 0.0
-    hidden: int = 50
-    activation: str = "softplus"
-    symmetric: bool = True           # [I] reflection-odd policy μ(R·o) = −μ(o) (policy module)
-    init_pol_wt: float = 0.01        # MDGPS constant weight
-    badmm_target: str = "code"       # S-step target −ν G λ (code) or −G λ / ν ("derivation")
-    sample_on_policy: bool = False   # MDGPS only: sample from π_θ after iteration 0 [GPS]
-    stabilise: bool = False          # [I] rest-stability projection of the result (stabilise)
-    # [I] blocks of conditions per map_fn call (C-step, π̄ fit); splits work, never the result
-    chunks: int = dataclasses.field(default=2, metadata={"identity": False})
-    dynamics_fit: dynamics.Config = dynamics.Config()
-    policy_prior: dynamics.Config = dynamics.Config(max_clusters=20)
-
-    def __post_init__(self):
-        if self.algorithm not in ("badmm", "mdgps"):
-            raise ValueError(f"algorithm must be 'badmm' or 'mdgps', got {self.algorithm!r}")
-        for name in ("iterations", "inner_iterations", "samples", "T", "H", "h", "sstep_steps",
-                     "sstep_batch", "hidden", "chunks"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("kl_step", "init_eta", "nu0", "init_var", "sstep_lr", "init_pol_wt"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.badmm_target not in ("code", "derivation"):
-            raise ValueError(f"badmm_target must be 'code' or 'derivation', got "
-                             f"{self.badmm_target!r}")
-        if self.h > self.H:
-            raise ValueError(f"h must be <= H = {self.H}, got {self.h}")
-        if self.sample_on_policy and self.algorithm != "mdgps":
-            raise ValueError("sample_on_policy=True needs algorithm='mdgps' (BADMM samples from "
-                             "the controllers)")
-
-
-def config_record(cfg):
-    """The settings a result depends on: a (nested) dataclass configuration as a dict, without
-    the fields marked ``metadata={"identity": False}`` (such as ``Config.chunks``)."""
-    if not dataclasses.is_dataclass(cfg):
-        return cfg
-    return {f.name: config_record(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
-            if f.metadata.get("identity", True)}
+__all__ = ["GPSState", "LogRow", "init_state", "iteration", "c_step_block"]
 
 
 class GPSState(NamedTuple):
@@ -99,7 +35,7 @@ class GPSState(NamedTuple):
     adam: object              # sstep.AdamState or None
     dyn_prior: object         # dynamics.PriorState or None
     pibar_gmms: object        # list of GMMs or None
-    prev: object              # (controller, Dynamics, QuadCost, π̄) of the last iteration, or None
+    prev_costs: object        # (A, B) (M,) each: the last step's predicted improvement A − B, or None
 
 
 class LogRow(NamedTuple):
@@ -138,7 +74,7 @@ def _s_step(rng, state, samples, target, prec, w, cfg):
     pol, adam, losses = sstep.regress(rng, pol, samples.O.reshape(M * N * T, -1),
                                       target.reshape(-1, dU), Pw, state=state.adam,
                                       steps=cfg.sstep_steps, batch=cfg.sstep_batch,
-                                      lr=cfg.sstep_lr, weight_decay=cfg.weight_decay)
+                                      lr=cfg.sstep_lr)
     var = sstep.policy_variance(P_full.reshape(-1, dU, dU), w.reshape(-1))
     return pol._replace(var=var), True, adam, float(losses.mean())
 
@@ -207,7 +143,7 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     samples = _sample(r_sample, family, problems, x0, state, cfg, lay)
     dyn, dyn_prior = dynamics.fit(r_dyn, samples, lay, state.dyn_prior, cfg.dynamics_fit,
                                      map_fn=map_fn)
-    cost, _ = cost_lib.quadratize(family, problems, samples.X, dU, scale_by_dU=cfg.cost_scale_dU)
+    cost, _ = cost_lib.quadratize(family, problems, samples.X, dU, scale=dU)  # released code: dU·f
     st = state._replace(dyn_prior=dyn_prior)
     fit_pibar = lambda s, mu_pol: pibar.fit(r_pibar, samples.X, mu_pol, s.policy.var,  # noqa
                                             s.pibar_gmms, cfg.policy_prior, map_fn=map_fn,
@@ -231,18 +167,16 @@ def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
     pi_bar, gmms = fit_pibar(st, mu_pol)
     st = st._replace(pibar_gmms=gmms)
     step_mult = st.step_mult
-    if st.prev is not None:
-        p_prev, dyn_prev, cost_prev, pi_prev = st.prev
-        A = badmm.model_cost(p_prev, dyn_prev, cost_prev, pi_prev, st.nu)
-        B = badmm.model_cost(st.lg, dyn_prev, cost_prev, pi_prev, st.nu)
+    if st.prev_costs is not None:                 # predicted A − B, actual A − C
+        A, B = st.prev_costs
         C = badmm.model_cost(st.lg, dyn, cost, pi_bar, st.nu)
         step_mult = badmm.step_multiplier(step_mult, A - B, A - C)
     eps = cfg.T * cfg.kl_step * step_mult
     new_lg, eta, nu, lam_k, kl, loss = st.lg, st.eta, st.nu, st.lam_k, None, float("nan")
     for j in range(cfg.inner_iterations):
         if not (i == 0 and j == 0):
-            target, prec = sstep.targets(new_lg, samples.X, nu=nu, lam_K=np.zeros_like(new_lg.K),
-                                         lam_k=lam_k, form=cfg.badmm_target)
+            target, prec = sstep.targets(new_lg, samples.X, nu=nu, lam_k=lam_k,
+                                         form=cfg.badmm_target)
             pol, whitened, adam, loss = _s_step(rng, st, samples, target, prec,
                                                 sstep.weights(nu, N), cfg)
             st = st._replace(policy=pol, whitened=whitened, adam=adam)
@@ -256,9 +190,11 @@ def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
                 _warn_unstable_duals(nu, cfg)
         new_lg, eta, kl = _c_step(cost, dyn, st.lg, eps, eta, nu=nu, pi_bar=pi_bar, lam_k=lam_k,
                                   map_fn=map_fn, chunks=cfg.chunks)
-    prev = (st.lg, dyn, cost, pi_bar)
+    # the next step adjustment's A and B: the old and new controllers under this model
+    prev_costs = (badmm.model_cost(st.lg, dyn, cost, pi_bar, nu),
+                  badmm.model_cost(new_lg, dyn, cost, pi_bar, nu))
     return st._replace(lg=new_lg, eta=eta, step_mult=step_mult, nu=nu, lam_k=lam_k,
-                       prev=prev), kl, loss
+                       prev_costs=prev_costs), kl, loss
 
 
 def _warn_unstable_duals(nu, cfg):
@@ -274,7 +210,7 @@ def _warn_unstable_duals(nu, cfg):
 def _mdgps_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
     """MDGPS (SPEC §6.15): C-step in a trust region around π̄, then one S-step."""
     M, N, T = samples.X.shape[:3]
-    w = np.ones((M, N, T))                          # constant weight init_pol_wt, normalised
+    w = np.ones((M, N, T))                          # a constant weight, normalised to mean 1
     loss = float("nan")
     if st.iteration == 0:                           # imitate the initial controllers first
         target, prec = sstep.targets(st.lg, samples.X)
@@ -283,16 +219,14 @@ def _mdgps_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
     pi_bar, gmms = fit_pibar(st, policy_lib.mean(st.policy, samples.O))
     st = st._replace(pibar_gmms=gmms)
     step_mult = st.step_mult
-    if st.prev is not None:
-        _, dyn_prev, cost_prev, pi_prev = st.prev
-        J_prev = badmm.model_cost(pi_prev, dyn_prev, cost_prev)
-        predicted = J_prev - badmm.model_cost(st.lg, dyn_prev, cost_prev)
-        actual = J_prev - badmm.model_cost(pi_bar, dyn, cost)
-        step_mult = badmm.step_multiplier(step_mult, predicted, actual)
+    if st.prev_costs is not None:                 # the 'laplace' rule: A = J(π̄_prev)
+        A, B = st.prev_costs
+        C = badmm.model_cost(pi_bar, dyn, cost)
+        step_mult = badmm.step_multiplier(step_mult, A - B, A - C)
     eps = cfg.T * cfg.kl_step * step_mult
     new_lg, eta, kl = _c_step(cost, dyn, pi_bar, eps, st.eta, map_fn=map_fn, chunks=cfg.chunks)
     target, prec = sstep.targets(new_lg, samples.X)
     pol, whitened, adam, loss = _s_step(rng, st, samples, target, prec, w, cfg)
     st = st._replace(policy=pol, whitened=whitened, adam=adam)
-    return st._replace(lg=new_lg, eta=eta, step_mult=step_mult,
-                       prev=(st.lg, dyn, cost, pi_bar)), kl, loss
+    prev_costs = (badmm.model_cost(pi_bar, dyn, cost), badmm.model_cost(new_lg, dyn, cost))
+    return st._replace(lg=new_lg, eta=eta, step_mult=step_mult, prev_costs=prev_costs), kl, loss

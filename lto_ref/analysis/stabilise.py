@@ -25,7 +25,9 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from lto_ref import environment, features, policy as policy_lib, sstep, stability
+from lto_ref import features, policy as policy_lib
+from lto_ref.analysis import stability
+from lto_ref.gps import environment, sstep
 
 __all__ = ["rest_hessians", "jacobian_and_vjp", "excess_and_grad", "project", "stabilise"]
 
@@ -55,14 +57,10 @@ def _check_odd(policy):
 
 def _parts(policy):
     _check_odd(policy)
-    (W1, b1), (W2, _) = policy.net
+    (W1, _), (W2, _) = policy.net
     odd = (1.0 - policy.reflect) / 2                                  # 1 on g and Δ blocks
-    a0 = np.dot(policy.shift, W1) + b1                                # first layer at o = 0
-    if policy.activation == "softplus":
-        s = 0.5 * (1.0 + np.tanh(0.5 * a0))
-        ds = s * (1.0 - s)
-    else:
-        s, ds = (a0 > 0).astype(float), np.zeros_like(a0)
+    _, a0 = policy_lib.first_layers(policy)[0]                        # first layer at o = 0
+    s, ds = policy_lib.activation_slopes(a0, policy.activation)
     return W1, W2, (odd * policy.scale)[:, None], s, ds
 
 
@@ -99,12 +97,13 @@ def excess_and_grad(J, A, H, r):
 def _to_J(dM, A, J, H):
     """∂/∂J from ∂/∂(top block row of M) (d, d(H+1)), by the companion structure."""
     d = A.shape[0]
+    o = features.offsets(d, H)                                        # observation: minus d
     Gk = dM.reshape(d, H + 1, d).transpose(1, 0, 2)                   # block k of row 0
     dP = (Gk @ A.T)[::-1]                                             # P_{H−k} multiplies A
     dQ = Gk[H - 1::-1] - Gk[H:0:-1]                                   # Q_i: +block H−1−i, −H−i
     G = np.zeros_like(J)
-    G[:, H:H + (H + 1) * d] = dP.transpose(1, 0, 2).reshape(d, -1)
-    G[:, H + (H + 1) * d:] = dQ.transpose(1, 0, 2).reshape(d, -1)
+    G[:, o.past_grads - d:o.steps - d] = dP.transpose(1, 0, 2).reshape(d, -1)
+    G[:, o.steps - d:] = dQ.transpose(1, 0, 2).reshape(d, -1)
     return G
 
 
@@ -126,8 +125,7 @@ def _objective(flat, policy, O, mu0, A, H, r, kappa):
     pol = policy._replace(net=net)
     prec = np.broadcast_to(np.eye(mu0.shape[1]) * 2.0 / np.mean(np.sum(mu0 ** 2, -1)),
                            (O.shape[0],) + (mu0.shape[1],) * 2)
-    fit, grads = sstep.loss_and_grad(net, O, mu0, prec, pol.activation,
-                                     white=(pol.shift, pol.scale), reflect=pol.reflect)
+    fit, grads = sstep.loss_and_grad(pol, O, mu0, prec)
     J, vjp = jacobian_and_vjp(pol)
     G, pen = np.zeros_like(J), 0.0
     for a in A:

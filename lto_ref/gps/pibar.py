@@ -7,12 +7,12 @@ the NIW-MAP linear-Gaussian map of ``gmm.fit_conditional``, with a GMM over all 
 """
 import numpy as np
 
-from lto_ref import dynamics, gmm as gmm_lib, lingauss
+from lto_ref.gps import gmm as gmm_lib, lingauss
 
 __all__ = ["fit", "fit_block"]
 
 
-def fit(rng, X, mu_pol, pol_var, gmms=None, cfg=dynamics.Config(max_clusters=20), *,
+def fit(rng, X, mu_pol, pol_var, gmms=None, cfg=gmm_lib.Config(max_clusters=20), *,
         map_fn=map, chunks=1):
     """π̄ of every condition from states X (M, N, T, dX) and policy means mu_pol (M, N, T, dU).
 
@@ -20,8 +20,8 @@ def fit(rng, X, mu_pol, pol_var, gmms=None, cfg=dynamics.Config(max_clusters=20)
     ----------
     rng : np.random.Generator;  pol_var : (dU,) the policy's variance Σ^π
     gmms : the previous call's GMMs (warm start) or None
-    cfg : dynamics.Config supplying the GMM and prior settings (max_clusters 20 [C]; ``pooled``
-        fits one GMM on a subsample of all conditions)
+    cfg : gmm.Config, the GMM and prior settings (max_clusters 20 as in the released code;
+        ``pooled`` fits one GMM on a subsample of all conditions)
     map_fn : ``map`` or an executor's ``map``; the per-condition fits go through it, in
         ``chunks`` contiguous blocks of conditions when pooled, one condition per call otherwise
 
@@ -35,7 +35,7 @@ def fit(rng, X, mu_pol, pol_var, gmms=None, cfg=dynamics.Config(max_clusters=20)
     if cfg.pooled:  # one prior for all: the conditions' fits in a few batched blocks
         pool = pts.reshape(-1, pts.shape[-1])
         pick = np.sort(np.random.default_rng(seeds[M]).permutation(len(pool))[:cfg.pooled_points])
-        gmms = [dynamics.em(seeds[M], pool[pick], None if gmms is None else gmms[0], cfg)]
+        gmms = [gmm_lib.em(seeds[M], pool[pick], None if gmms is None else gmms[0], cfg)]
         jobs = [(None, np.swapaxes(pts[i], 1, 2), gmms[0], len(pick), dX, None, cfg)
                 for i in np.array_split(np.arange(M), min(chunks, M))]
     else:           # one GMM per condition, warm-started from its previous one
@@ -59,7 +59,7 @@ def fit_block(args):
     seed, pts, gmm, n_pts, dX, init, cfg = args
     m, T, N, D = pts.shape
     if gmm is None:
-        gmm = dynamics.em(seed, np.swapaxes(pts, 1, 2).reshape(-1, D), init, cfg)  # (n, t) order
+        gmm = gmm_lib.em(seed, np.swapaxes(pts, 1, 2).reshape(-1, D), init, cfg)  # (n, t) order
     fits = gmm_lib.fit_conditional(pts.reshape(m * T, N, D), gmm, n_pts, dX,
                                    strength=cfg.strength, reg=cfg.reg)
     return (*(a.reshape((m, T) + a.shape[1:]) for a in fits), gmm)

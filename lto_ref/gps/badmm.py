@@ -7,7 +7,7 @@ next iteration's model measures (Levine & Abbeel 2014).
 """
 import numpy as np
 
-from lto_ref import cost as cost_lib, lingauss, lqr
+from lto_ref.gps import cost as cost_lib, lingauss, lqr
 
 __all__ = ["model_cost", "step_multiplier", "update_lambda", "update_nu", "dual_gain"]
 

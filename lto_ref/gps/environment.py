@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as onp
 
-from lto_ref import features, objectives, rollout
+from lto_ref import autodiff, features, objectives
 
 __all__ = ["Layout", "layout", "structure", "unknown_rows", "Samples", "simulate"]
 
@@ -36,35 +36,34 @@ def layout(d, H=25, h=None):
     h = H if h is None else h
     if not (isinstance(h, int) and 1 <= h <= H):
         raise ValueError(f"h must be an integer in [1, H={H}], got {h!r}")
-    o_delta, o_gs = d, d + H
-    o_g, o_dx = d + H + H * d, d + H + H * d + d
+    full = features.offsets(d, H)
     index = onp.concatenate([
-        onp.arange(d), o_delta + onp.arange(H - h, H), o_gs + onp.arange((H - h) * d, H * d),
-        o_g + onp.arange(d), o_dx + onp.arange((H - h) * d, H * d)])
+        onp.arange(d), full.delta + onp.arange(H - h, H),
+        full.past_grads + onp.arange((H - h) * d, H * d), full.grad + onp.arange(d),
+        full.steps + onp.arange((H - h) * d, H * d)])
     return Layout(d=d, H=H, h=h, index=index)
 
 
 def unknown_rows(lay):
     """Rows of the newest objective change δ_{t+1} and of g_{t+1} in the h-lag state: (d + 1,)."""
-    d, h = lay.d, lay.h
-    return onp.concatenate([[d + h - 1], d + h + h * d + onp.arange(d)])
+    o = features.offsets(lay.d, lay.h)
+    return onp.concatenate([[o.delta + lay.h - 1], o.grad + onp.arange(lay.d)])
 
 
 def structure(lay):
     """S (dX, dX+dU) and E (dX, d+1) with x_{t+1} = S [x_t; u_t] + E n_{t+1} exactly."""
     d, h = lay.d, lay.h
-    dX = d * (2 * h + 2) + h
-    S = onp.zeros((dX, dX + d))
-    o_delta, o_gs, o_g, o_dx = d, d + h, d + h + h * d, d + h + h * d + d
-    u = dX + onp.arange(d)
+    o = features.offsets(d, h)
+    S = onp.zeros((o.dim, o.dim + d))
+    u = o.dim + onp.arange(d)
     S[onp.arange(d), onp.arange(d)] = 1.0                            # x' = x + u
     S[onp.arange(d), u] = 1.0
-    S[o_delta + onp.arange(h - 1), o_delta + 1 + onp.arange(h - 1)] = 1.0  # δ shifts
-    S[o_gs + onp.arange((h - 1) * d), o_gs + d + onp.arange((h - 1) * d)] = 1.0
-    S[o_gs + (h - 1) * d + onp.arange(d), o_g + onp.arange(d)] = 1.0     # g_t becomes past
-    S[o_dx + onp.arange((h - 1) * d), o_dx + d + onp.arange((h - 1) * d)] = 1.0
-    S[o_dx + (h - 1) * d + onp.arange(d), u] = 1.0                   # Δ_{t+1} = u_t
-    E = onp.zeros((dX, d + 1))
+    S[o.delta + onp.arange(h - 1), o.delta + 1 + onp.arange(h - 1)] = 1.0  # δ shifts
+    S[o.past_grads + onp.arange((h - 1) * d), o.past_grads + d + onp.arange((h - 1) * d)] = 1.0
+    S[o.past_grads + (h - 1) * d + onp.arange(d), o.grad + onp.arange(d)] = 1.0  # g_t → past
+    S[o.steps + onp.arange((h - 1) * d), o.steps + d + onp.arange((h - 1) * d)] = 1.0
+    S[o.steps + (h - 1) * d + onp.arange(d), u] = 1.0                # Δ_{t+1} = u_t
+    E = onp.zeros((o.dim, d + 1))
     E[unknown_rows(lay), onp.arange(d + 1)] = 1.0
     return S, E
 
@@ -95,7 +94,7 @@ def simulate(family, problems, x0, act_fn, T, N, lay):
     rows = onp.repeat(onp.arange(M), N)
     objective = functools.partial(family.loss, problems=objectives.subset(problems, rows))
     x = onp.repeat(x0, N, axis=0)                                        # (M·N, d)
-    f, g = rollout.value_and_grad(objective, x)
+    f, g = autodiff.value_and_grad(objective, x)
     hist = features.init(x, f, g, lay.H)
     diverged = ~(onp.isfinite(f) & onp.all(onp.isfinite(g), axis=1))
     Xs, Us, Os, fs = [], [], [], [f]
@@ -105,7 +104,7 @@ def simulate(family, problems, x0, act_fn, T, N, lay):
         U = onp.asarray(act_fn(t, X.reshape(M, N, -1), O.reshape(M, N, -1))).reshape(M * N, d)
         U = onp.where(diverged[:, None], 0.0, U)
         with onp.errstate(all="ignore"):
-            f_new, g_new = rollout.value_and_grad(objective, x + U)
+            f_new, g_new = autodiff.value_and_grad(objective, x + U)
         ok = ~diverged & onp.isfinite(f_new) & onp.all(onp.isfinite(g_new) & onp.isfinite(U), 1)
         diverged = ~ok
         U = onp.where(ok[:, None], U, 0.0)

@@ -40,8 +40,9 @@ def jacobian_at_rest(policy, d, H=25):
 
 def blocks(J, d, H=25):
     """(P, Q) of ``jacobian_at_rest`` from a Jacobian J = ∂μ/∂o (d, dO) of the observation."""
-    g_block = J[:, H:H + (H + 1) * d]                            # g_{t−H} … g_{t−1}, g_t
-    dx_block = J[:, H + (H + 1) * d:]                            # Δ_{t−H+1} … Δ_t
+    o = features.offsets(d, H)                                   # observation: minus d
+    g_block = J[:, o.past_grads - d:o.steps - d]                 # g_{t−H} … g_{t−1}, g_t
+    dx_block = J[:, o.steps - d:]                                # Δ_{t−H+1} … Δ_t
     P = g_block.reshape(d, H + 1, d).transpose(1, 0, 2)
     Q = dx_block.reshape(d, H, d).transpose(1, 0, 2)
     return P, Q

@@ -11,16 +11,41 @@ prior (Levine et al., "End-to-end training of deep visuomotor policies", App. A.
 ``map_gaussian`` combines the prior with the N points into a joint Gaussian; ``condition`` turns it
 into a linear-Gaussian map. Plain numpy; ``rng`` only for the initial hard assignment.
 """
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
-from lto_ref import lingauss
+from lto_ref.gps import lingauss
 
-__all__ = ["GMM", "n_clusters", "fit", "responsibilities", "prior", "map_gaussian", "condition",
-           "fit_conditional"]
+__all__ = ["Config", "GMM", "n_clusters", "fit", "em", "responsibilities", "prior", "map_gaussian",
+           "condition", "fit_conditional"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of a GMM prior and of the fits it regularises (dynamics and π̄)."""
+    max_clusters: int = 10         # the paper's 10 Gaussians (the released code: 20)
+    min_samples_per_cluster: int = 20
+    strength: float = 1.0          # prior strength m
+    em_iterations: int = 100
+    em_warm_iterations: int = 10   # cap for a warm-started refit (docs/deviations.md)
+    em_tol: float = 1e-5
+    em_reg: float = 1e-6           # added to each component's covariance
+    reg: float = 1e-3              # added to Σ[in, in] before conditioning
+    pooled: bool = True            # one GMM on points pooled over conditions (deviation) …
+    pooled_points: int = 2000      # … subsampled to this many; False: one GMM per condition
+
+    def __post_init__(self):
+        for name in ("max_clusters", "min_samples_per_cluster", "em_iterations",
+                     "em_warm_iterations", "pooled_points"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("strength", "em_tol", "em_reg", "reg"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
 
 class GMM(NamedTuple):
@@ -107,6 +132,20 @@ def fit(rng, data, K, *, init=None, max_iterations=100, tol=1e-5, reg=1e-6):
         prev_ll = ll
         gmm = _m_step(data, resp, reg, K)
     return gmm, it + 1
+
+
+def em(seed, points, init, cfg):
+    """GMM of K = n_clusters(len(points)) components fitted by EM, warm-started from ``init``.
+
+    seed : int;  points : (n, D);  init : GMM or None;  cfg : Config
+    A warm start (``init`` with K components) runs at most ``cfg.em_warm_iterations``.
+    """
+    K = n_clusters(points.shape[0], cfg.max_clusters, cfg.min_samples_per_cluster)
+    warm = init is not None and init.mu.shape == (K, points.shape[1])
+    gmm, _ = fit(np.random.default_rng(seed), points, K, init=init,
+                 max_iterations=cfg.em_warm_iterations if warm else cfg.em_iterations,
+                 tol=cfg.em_tol, reg=cfg.em_reg)
+    return gmm
 
 
 def prior(gmm, points, n_pts, strength=1.0):

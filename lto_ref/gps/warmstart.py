@@ -14,7 +14,8 @@ step, also during the grid search); G_t = 0.01·I [C].
 """
 import numpy as np
 
-from lto_ref import environment, features, lingauss, objectives, rollout
+from lto_ref import autodiff, features, objectives
+from lto_ref.gps import environment, lingauss
 
 __all__ = ["GAMMAS", "MASSES", "momentum_gain", "initial_controllers"]
 
@@ -25,15 +26,15 @@ MASSES = (0.82, 0.84, 0.86, 0.88, 0.90, 0.92)        # [C]
 def momentum_gain(lay, gamma, mass, form="recursive"):
     """K (dU, dX) of heavy-ball momentum on the h-lag state of ``lay``."""
     d, h = lay.d, lay.h
-    dX = d * (2 * h + 2) + h
-    o_gs, o_g, o_dx = d + h, d + h + h * d, d + h + h * d + d
-    K = np.zeros((d, dX))
-    K[:, o_g:o_g + d] = -gamma * np.eye(d)
+    o = features.offsets(d, h)
+    K = np.zeros((d, o.dim))
+    K[:, o.grad:o.grad + d] = -gamma * np.eye(d)
     if form == "recursive":
-        K[:, o_dx + (h - 1) * d:o_dx + h * d] = mass * np.eye(d)         # newest step Δ_t
+        K[:, o.steps + (h - 1) * d:o.steps + h * d] = mass * np.eye(d)     # newest step Δ_t
     elif form == "truncated":
         for j in range(1, h + 1):                                          # g_{t−j}: block h − j
-            K[:, o_gs + (h - j) * d:o_gs + (h - j + 1) * d] = -gamma * mass ** j * np.eye(d)
+            K[:, o.past_grads + (h - j) * d:o.past_grads + (h - j + 1) * d] = (
+                -gamma * mass ** j * np.eye(d))
     else:
         raise ValueError(f"form must be 'recursive' or 'truncated', got {form!r}")
     return K
@@ -41,7 +42,7 @@ def momentum_gain(lay, gamma, mass, form="recursive"):
 
 def initial_states(family, problems, x0, lay):
     """The controllers' state at t = 0 of every condition: (M, dX)."""
-    f, g = rollout.value_and_grad(lambda x: family.loss(x, problems), x0)
+    f, g = autodiff.value_and_grad(lambda x: family.loss(x, problems), x0)
     return features.observe(features.init(x0, f, g, lay.H))[0][:, lay.index]
 
 

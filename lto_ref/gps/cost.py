@@ -9,16 +9,23 @@ each sample ẑ its second-order expansion with the exact gradient g and Hessian
 averaged over the N samples of each (condition, step). No action or cross terms.
 """
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import objectives, rollout
-from lto_ref.lqr import QuadCost
+from lto_ref import autodiff, objectives
 
-__all__ = ["quadratize", "expected_cost"]
+__all__ = ["QuadCost", "quadratize", "expected_cost"]
 
 
-def quadratize(family, problems, X, dU, *, scale_by_dU=True):
+class QuadCost(NamedTuple):
+    """Local quadratic cost ℓ(z) ≈ ½ zᵀ Cm z + zᵀ cv + cc per condition and step."""
+    Cm: np.ndarray  # (M, T, dX+dU, dX+dU)
+    cv: np.ndarray  # (M, T, dX+dU)
+    cc: np.ndarray  # (M, T)
+
+
+def quadratize(family, problems, X, dU, *, scale=1.0):
     """Local quadratic cost per condition and step, averaged over samples.
 
     Parameters
@@ -36,9 +43,9 @@ def quadratize(family, problems, X, dU, *, scale_by_dU=True):
     x_loc = X[..., :d].reshape(-1, d)                                    # (M·N·T, d)
     rows = np.repeat(np.arange(M), N * T)
     objective = functools.partial(family.loss, problems=objectives.subset(problems, rows))
-    f, g = rollout.value_and_grad(objective, x_loc)
-    H = rollout.hessians(objective, x_loc)                               # (M·N·T, d, d)
-    s = float(dU) if scale_by_dU else 1.0
+    f, g = autodiff.value_and_grad(objective, x_loc)
+    H = autodiff.hessians(objective, x_loc)                               # (M·N·T, d, d)
+    s = float(scale)
     Hz = np.einsum("bij,bj->bi", H, x_loc)
     cc = s * (f - np.sum(g * x_loc, 1) + 0.5 * np.sum(x_loc * Hz, 1))
     Cm = np.zeros((M, T, dX + dU, dX + dU))
