@@ -49,7 +49,7 @@ def describe_gps(row):
 
 
 def logistic_value_and_grad_numpy(x, problems, lam=5e-4):
-    """Hand-written LR loss and gradient (SPEC §2.1): ∇_w = Aᵀ(σ(z) − y)/N + λw, ∇_b = mean(σ(z) − y).
+    """Hand-written LR loss and gradient (docs/method.md (3)–(4)): ∇_w = Aᵀ(σ(z) − y)/N + λw, ∇_b = mean(σ(z) − y).
 
     x : (n, d), problems.a : (n, N, d − 1), problems.y : (n, N)  ->  f (n,), g (n, d)
     """

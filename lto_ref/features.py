@@ -1,16 +1,16 @@
 """State features of the learned optimizer: history of iterates, objective values and gradients
-(paper 1, §3.6; SPEC §4).
+(paper 1, §3.6; docs/method.md §5).
 
 A ``History`` holds the current (x_t, f_t, g_t) and the H previous values, newest last. ``push``
 is a shift: after H pushes nothing of the initial content is left. ``observe`` turns a history
 into the state X and the policy's observation O = X without the current location x_t.
 
-Released-code state (``variant="code"``, default; SPEC §4.1), blocks oldest first::
+Released-code state (``variant="code"``, default; docs/method.md (25)–(29)), blocks oldest first::
 
     X = [ x_t (d) | δ_{t−H+1} … δ_t (H) | g_{t−H} … g_{t−1} (H·d) | g_t (d) | Δ_{t−H+1} … Δ_t (H·d) ]
     δ_k = (f_k − f_{k−1}) / den(f_{k−1}),  Δ_k = x_k − x_{k−1},  dX = d(2H + 2) + H
 
-Paper-text state (``variant="paper"``; SPEC §4.2)::
+Paper-text state (``variant="paper"``; docs/method.md (30)–(31))::
 
     X = [ x_t (d) | D_H … D_1 (H) | g_{t−H} … g_{t−1} (H·d) ] (+ g_t if include_current_grad)
     D_j = f_t − f_{t−j}, divided by den(f_{t−j}) when ``relative``
@@ -120,14 +120,14 @@ def reflection(d, H=25, variant="code", *, include_current_grad=False):
     Mirroring the problem and its starting point mirrors the whole trajectory: objective values
     (hence δ and D) are unchanged, every gradient and step changes sign, so O ↦ R·O with
     R = +1 on the objective-change block and −1 on the gradient and step blocks. A
-    reflection-equivariant policy satisfies μ(R·o) = −μ(o) (``policy.init(symmetric=True)``).
+    reflection-equivariant policy satisfies μ(R·o) = −μ(o) (``policy.init(..., reflect=R)``).
     """
     dO = obs_dim(d, H, variant, include_current_grad=include_current_grad)
     return onp.concatenate([onp.ones(H), -onp.ones(dO - H)])
 
 
 def observe(hist, variant="code", *, relative=True, include_current_grad=False, eps_f=1e-8):
-    """State X and observation O of a history (SPEC §4.1, §4.2).
+    """State X and observation O of a history (docs/method.md (25)–(29), (30)–(31)).
 
     Parameters
     ----------

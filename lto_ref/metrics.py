@@ -1,11 +1,11 @@
-"""Comparison metrics over objective curves (SPEC §8.2, §8.3).
+"""Comparison metrics over objective curves (docs/method.md (93)–(94), (95)).
 
 Every function takes ``curves``, a dict ``{method name: fs}`` with ``fs : (T+1, n)`` the objective
 value f_a(i) of method a at iteration i on test function f, all methods with the same shape, and
 returns a dict ``{method name: (T+1,)}`` in the same key order::
 
-    MoV_a(i) = (1/n) Σ_f [min_{b≠a} f_b(i) − f_a(i)]                margin of victory [P]
-    W_a(i)   = (1/n) Σ_f 1[a ∈ B_f(i)] / |B_f(i)|,  B_f(i) = argmin_b f_b(i)   win fraction [I]
+    MoV_a(i) = (1/n) Σ_f [min_{b≠a} f_b(i) − f_a(i)]                margin of victory (paper)
+    W_a(i)   = (1/n) Σ_f 1[a ∈ B_f(i)] / |B_f(i)|,  B_f(i) = argmin_b f_b(i)   win fraction (our choice)
 
 Non-finite values (NaN, ±inf) are first replaced by the largest finite value of their function,
 over all methods and iterations, i.e. a diverged run counts as the worst finite result seen on that
@@ -56,7 +56,7 @@ def sanitize(curves):
     """Replace non-finite values by their function's largest finite value, and count them.
 
     f_a(i; f) ← max {f_b(j; f) finite : all methods b, iterations j}  wherever f_a(i; f) is not
-    finite (SPEC §8.2).
+    finite (docs/method.md (93)–(94)).
 
     Parameters
     ----------
@@ -81,7 +81,7 @@ def sanitize(curves):
 
 
 def margin_of_victory(curves):
-    """Mean margin of victory of each method over the others (SPEC §8.2).
+    """Mean margin of victory of each method over the others (docs/method.md (93)–(94)).
 
     MoV_a(i) = (1/n) Σ_f [min_{b≠a} f_b(i; f) − f_a(i; f)], positive when a beats every other
     method. Non-finite values are replaced first (see ``sanitize``, which also counts them).

@@ -1,4 +1,4 @@
-"""Objective families of Learning to Optimize (Li & Malik, ICLR 2017, §4; SPEC §2).
+"""Objective families of Learning to Optimize (Li & Malik, ICLR 2017, §4; docs/method.md §2).
 
 A *family* is a distribution over objective functions. ``family.sample(rng, n)`` draws the data of
 ``n`` functions stacked on a leading axis, ``family.init(rng, n)`` draws their starting points
@@ -32,8 +32,8 @@ __all__ = [
     "subset", "TRAIN", "TEST", "VALIDATION",
 ]
 
-TRAIN, TEST = 0, 1  # split ids of SPEC §2.6
-VALIDATION = 2      # [I] functions of the training distribution for design choices, never test
+TRAIN, TEST = 0, 1  # split ids of docs/method.md (10)
+VALIDATION = 2      # (our choice) functions of the training distribution for design choices, never test
 
 
 class Family(NamedTuple):
@@ -42,7 +42,7 @@ class Family(NamedTuple):
     Fields
     ------
     name : str
-    family_id : int            -- seeds a family's data streams (SPEC §2.6)
+    family_id : int            -- seeds a family's data streams (docs/method.md (10))
     dim : int                  -- d, the number of optimisation variables
     sample : (rng, n) -> problems      -- data of n functions, leading axis n
     init : (rng, n) -> x0 (n, d)       -- starting points, x0 ~ N(0, I_d)
@@ -81,7 +81,7 @@ def _check_x(x, dim, n):
 
 def _make_init(dim):
     def init(rng, n):
-        """x0 ~ N(0, I_d), shape (n, d) [C]."""
+        """x0 ~ N(0, I_d), shape (n, d) (released code)."""
         _check_n(n)
         return rng.standard_normal((n, dim))
     return init
@@ -105,7 +105,7 @@ def _gaussian_points(rng, mean_dim, n_points):
 
 
 def _sample_two_gaussians(rng, n, d_in, per_class=50):
-    """LR / LR2D data: class c ∈ {0, 1}, 50 points each from N(μ_c, A_c A_cᵀ) (SPEC §2.1, §2.4)."""
+    """LR / LR2D data: class c ∈ {0, 1}, 50 points each from N(μ_c, A_c A_cᵀ) (docs/method.md (3)–(4), §2.4)."""
     _check_n(n)
     a = onp.stack([onp.concatenate([_gaussian_points(rng, d_in, per_class) for _ in range(2)])
                    for _ in range(n)])
@@ -121,11 +121,11 @@ def _logistic_loss(x, data, lam):
 
 
 def logistic_regression(lam=5e-4, *, d_in=3, n_points=100):
-    """Regularised logistic regression, d = d_in + 1 (SPEC §2.1; paper 1 §4).
+    """Regularised logistic regression, d = d_in + 1 (docs/method.md (3)–(4); paper 1 §4).
 
     f(w, b) = −(1/N) Σ_i [y_i log σ(z_i) + (1 − y_i) log(1 − σ(z_i))] + (λ/2)‖w‖², the bias
     unregularised. Data: two classes of N/2 points, a ~ N(μ_c, A_c A_cᵀ), μ_c ~ N(0, I),
-    A_c entries ~ N(0, 1) [C].
+    A_c entries ~ N(0, 1) (released code).
     """
     if not lam >= 0:
         raise ValueError(f"lam must be >= 0, got {lam}")
@@ -143,7 +143,7 @@ def logistic_regression(lam=5e-4, *, d_in=3, n_points=100):
 
 
 def logistic_regression_2d(lam=5e-4, *, n_points=100):
-    """Logistic regression with one feature and a bias, d = 2, x = [w, b] (SPEC §2.4).
+    """Logistic regression with one feature and a bias, d = 2, x = [w, b] (docs/method.md §2.4).
 
     The blog's 2-D trajectory figure. Data: a = μ_c + s_c ε with μ_c, s_c, ε ~ N(0, 1).
     """
@@ -152,7 +152,7 @@ def logistic_regression_2d(lam=5e-4, *, n_points=100):
 
 
 def robust_linear_regression(c=1.0, *, d_in=3, clusters=4, per_cluster=25):
-    """Robust linear regression with the Geman–McClure M-estimator, d = d_in + 1 (SPEC §2.2).
+    """Robust linear regression with the Geman–McClure M-estimator, d = d_in + 1 (docs/method.md (5)–(6)).
 
     f(w, b) = (1/N) Σ_i r_i² / (c² + r_i²), r_i = y_i − wᵀa_i − b. Non-convex. Data: 4 clusters
     of 25 points, a = μ_k + ε, y = w_kᵀa + b_k + η with μ_k, w_k ~ N(0, I), b_k, η ~ N(0, 1).
@@ -163,7 +163,7 @@ def robust_linear_regression(c=1.0, *, d_in=3, clusters=4, per_cluster=25):
 
     def sample_one(rng):
         a, y = [], []
-        for _ in range(clusters):  # draw order: μ_k, points, w_k, b_k, noise (SPEC §2.6)
+        for _ in range(clusters):  # draw order: μ_k, points, w_k, b_k, noise (docs/method.md (10))
             mu = rng.standard_normal(d_in)
             pts = mu + rng.standard_normal((per_cluster, d_in))
             w_k, b_k = rng.standard_normal(d_in), rng.standard_normal()
@@ -182,7 +182,7 @@ def robust_linear_regression(c=1.0, *, d_in=3, clusters=4, per_cluster=25):
 
 
 def _unpack_net(x, d_in, h, p):
-    """x (n, d) -> W (n, h, d_in), b (n, h), U (n, p, h), c (n, p); matrices row-major (SPEC §2.3)."""
+    """x (n, d) -> W (n, h, d_in), b (n, h), U (n, p, h), c (n, p); matrices row-major (docs/method.md (7)–(8))."""
     n = x.shape[0]
     i1, i2, i3 = h * d_in, h * d_in + h, h * d_in + h + p * h
     return (np.reshape(x[:, :i1], (n, h, d_in)), x[:, i1:i2],
@@ -190,7 +190,7 @@ def _unpack_net(x, d_in, h, p):
 
 
 def two_layer_net(lam=5e-4, *, d_in=2, hidden=2, classes=2, clusters=4, per_cluster=25):
-    """Two-layer ReLU classifier with softmax cross-entropy, d = 12 by default (SPEC §2.3).
+    """Two-layer ReLU classifier with softmax cross-entropy, d = 12 by default (docs/method.md (7)–(8)).
 
     f = (1/N) Σ_i [logsumexp(z_i) − z_{i, y_i}] + (λ/2)(‖W‖² + ‖U‖²), z_i = U relu(W a_i + b) + c.
     x = [W (h×d_in), b (h), U (p×h), c (p)], row-major. Data: 4 clusters of 25 points with random
@@ -205,7 +205,7 @@ def two_layer_net(lam=5e-4, *, d_in=2, hidden=2, classes=2, clusters=4, per_clus
     def sample_one(rng):
         a = onp.concatenate([_gaussian_points(rng, d_in, per_cluster) for _ in range(clusters)])
         labels = rng.integers(0, classes, size=clusters)
-        while onp.all(labels == labels[0]):  # not all clusters in one class [P]
+        while onp.all(labels == labels[0]):  # not all clusters in one class (paper)
             labels = rng.integers(0, classes, size=clusters)
         return a, onp.repeat(labels, per_cluster)
 
@@ -223,7 +223,7 @@ def two_layer_net(lam=5e-4, *, d_in=2, hidden=2, classes=2, clusters=4, per_clus
 
 
 def quadratic(dim=4, *, lam_min=0.1, lam_max=1.0, f_off=0.0):
-    """Random convex quadratics f(x) = ½ (x − x*)ᵀ A (x − x*) + f_off, for tests (SPEC §2.5).
+    """Random convex quadratics f(x) = ½ (x − x*)ᵀ A (x − x*) + f_off, for tests (docs/method.md (9)).
 
     A = Q diag(λ) Qᵀ, Q Haar-orthogonal (QR with sign fix), λ_1 = lam_min, λ_d = lam_max, the
     others log-uniform in between (for dim = 1, A = [[lam_min]]); x* ~ N(0, I).
@@ -275,7 +275,7 @@ def split_data(family, split, n, *, base_seed=0):
     """Data and starting points of a family's train (0), test (1) or validation (2) functions.
 
     One generator per (family, split): ``default_rng(SeedSequence([base_seed, family_id,
-    split]))``; the data of all n functions are drawn first, then x0 (SPEC §2.6).
+    split]))``; the data of all n functions are drawn first, then x0 (docs/method.md (10)).
 
     Returns
     -------

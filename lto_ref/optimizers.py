@@ -1,4 +1,4 @@
-"""Hand-engineered update formulas π as pure ``(init, step)`` pairs (SPEC §3).
+"""Hand-engineered update formulas π as pure ``(init, step)`` pairs (docs/method.md §4).
 
 An optimizer computes the step of Algorithm 1 (paper 1, §3.1); only ``rollout.run`` applies it::
 
@@ -86,7 +86,7 @@ def _rowdot(a, b):
 
 
 def gd(lr):
-    """Gradient descent: Δx_t = −lr · g_t (SPEC §3.1)."""
+    """Gradient descent: Δx_t = −lr · g_t (docs/method.md (15))."""
     lr = _nonnegative("lr", lr)
 
     def step(state, x, f, g):
@@ -97,7 +97,7 @@ def gd(lr):
 
 
 def momentum(lr, mass=0.9):
-    """Heavy-ball momentum: v_t = mass · v_{t−1} + g_t, v_{−1} = 0; Δx_t = −lr · v_t (SPEC §3.2).
+    """Heavy-ball momentum: v_t = mass · v_{t−1} + g_t, v_{−1} = 0; Δx_t = −lr · v_t (docs/method.md (16)).
 
     Unrolled, Δx_t = −lr Σ_{j≤t} mass^{t−j} g_j (paper 1, Table 1, with α = mass).
     """
@@ -112,7 +112,7 @@ def momentum(lr, mass=0.9):
 
 
 def conjugate_gradient(lr):
-    """Fletcher–Reeves conjugate gradient with a fixed step, no restarts (SPEC §3.3).
+    """Fletcher–Reeves conjugate gradient with a fixed step, no restarts (docs/method.md (17)).
 
     d_0 = −g_0;  d_t = −g_t + β_t d_{t−1},  β_t = ‖g_t‖² / ‖g_{t−1}‖² (0 where ‖g_{t−1}‖ = 0);
     Δx_t = lr · d_t.
@@ -134,7 +134,7 @@ def conjugate_gradient(lr):
 
 
 def _two_loop(g, S, Y, offset):
-    """L-BFGS two-loop recursion r ≈ H g over the pairs (S, Y) (n, k, d), newest last (SPEC §3.4)."""
+    """L-BFGS two-loop recursion r ≈ H g over the pairs (S, Y) (n, k, d), newest last (docs/method.md (18)–(19))."""
     k = S.shape[1]
     rho = [1.0 / (_rowdot(Y[:, i], S[:, i]) + offset) for i in range(k)]  # each (n,)
     q, alpha = g, [None] * k
@@ -152,7 +152,7 @@ def _two_loop(g, S, Y, offset):
 
 
 def lbfgs(lr, memory=10, *, offset=1e-8):
-    """L-BFGS with a fixed step and no line search (SPEC §3.4; the authors' released code).
+    """L-BFGS with a fixed step and no line search (docs/method.md (18)–(19); the authors' released code).
 
     Pairs s_k = x_{k+1} − x_k, y_k = g_{k+1} − g_k, the newest ``memory`` kept; ρ_k =
     1 / (y_kᵀ s_k + offset); initial scaling h = sᵀy / yᵀy of the newest pair (1 where yᵀy = 0).
@@ -186,7 +186,7 @@ def lbfgs(lr, memory=10, *, offset=1e-8):
 
 
 def adam(lr, b1=0.9, b2=0.999, eps=1e-8):
-    """Adam (Kingma & Ba 2015, Algorithm 1), bias-corrected, eps outside the root (SPEC §3.5).
+    """Adam (Kingma & Ba 2015, Algorithm 1), bias-corrected, eps outside the root (docs/method.md (20)).
 
     With k = t + 1: m_t = b1 m_{t−1} + (1 − b1) g_t, v_t = b2 v_{t−1} + (1 − b2) g_t²,
     m̂ = m_t / (1 − b1^k), v̂ = v_t / (1 − b2^k), Δx_t = −lr · m̂ / (√v̂ + eps).
@@ -210,7 +210,7 @@ def adam(lr, b1=0.9, b2=0.999, eps=1e-8):
 
 
 def adagrad(lr, eps=1e-10):
-    """AdaGrad: G_t = G_{t−1} + g_t², G_{−1} = 0; Δx_t = −lr · g_t / (√G_t + eps) (SPEC §3.6)."""
+    """AdaGrad: G_t = G_{t−1} + g_t², G_{−1} = 0; Δx_t = −lr · g_t / (√G_t + eps) (docs/method.md (21))."""
     lr, eps = _nonnegative("lr", lr), _positive("eps", eps)
 
     def step(state, x, f, g):
@@ -224,7 +224,7 @@ def adagrad(lr, eps=1e-10):
 def rmsprop(lr, decay=0.99, eps=1e-8):
     """RMSprop: s_t = decay s_{t−1} + (1 − decay) g_t², s_{−1} = 0; Δx_t = −lr g_t / (√s_t + eps).
 
-    No bias correction; decay 0.99 and eps 1e-8 are PyTorch's defaults (SPEC §3.7).
+    No bias correction; decay 0.99 and eps 1e-8 are PyTorch's defaults (docs/method.md (22)).
     """
     lr, eps = _nonnegative("lr", lr), _positive("eps", eps)
     decay = _unit_interval("decay", decay)
@@ -238,7 +238,7 @@ def rmsprop(lr, decay=0.99, eps=1e-8):
 
 
 def learned(policy, *, H=25, variant="code", **feature_options):
-    """Predicted step descent: Δx_t = μ_θ(o_t), the deterministic mean of the policy (SPEC §5).
+    """Predicted step descent: Δx_t = μ_θ(o_t), the deterministic mean of the policy (docs/method.md §6).
 
     o_t is the observation of ``features.observe`` (variant, H, options as used in training)
     built from the history of iterates, objective values and gradients seen so far.

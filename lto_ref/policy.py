@@ -1,11 +1,11 @@
-"""The learned update formula π: an MLP from the observation to the step (paper 1, §3.6; SPEC §5).
+"""The learned update formula π: an MLP from the observation to the step (paper 1, §3.6; docs/method.md §6).
 
     õ = o·scale + shift                    (whitening, fitted once, then frozen)
     h = φ(õ W₁ + b₁),  φ = softplus (paper) or ReLU (released code), 50 units
     μ_θ(o) = h W₂ + b₂                     (linear output, no scaling)
     π_θ(a | o) = N(μ_θ(o), diag(var))      (state-independent variance, for GPS)
 
-A *symmetric* policy [I] (``init(..., reflect=R)``, R from ``features.reflection``) is the same
+A *symmetric* policy (our choice) (``init(..., reflect=R)``, R from ``features.reflection``) is the same
 network made reflection-odd: μ(o) = ½[net(õ) − net(õ_R)], õ_R the whitened R·o. The step for the
 mirrored history is then the mirrored step, μ(R·o) = −μ(o), and in particular μ = 0 when every
 gradient and step is zero: a learned optimizer that stands still at a stationary point.
@@ -46,15 +46,15 @@ def _check_activation(activation):
 
 def init(rng, d_obs, d_act, *, hidden=50, activation="softplus", weight_scale=0.01, var=0.01,
          reflect=None):
-    """A fresh policy: weights i.i.d. N(0, weight_scale²), biases 0 [C]; identity whitening.
+    """A fresh policy: weights i.i.d. N(0, weight_scale²), biases 0 (released code); identity whitening.
 
     Parameters
     ----------
     rng : np.random.Generator
     d_obs, d_act : dO and dU
-    hidden : units of the hidden layer (50 [P])
-    var : initial action variance σ² (0.01 [C])
-    reflect : None (plain MLP [P]) or (d_obs,) signs ±1 making the policy reflection-odd [I]
+    hidden : units of the hidden layer (50 (paper))
+    var : initial action variance σ² (0.01 (released code))
+    reflect : None (plain MLP (paper)) or (d_obs,) signs ±1 making the policy reflection-odd (our choice)
     """
     for name, v in (("d_obs", d_obs), ("d_act", d_act), ("hidden", hidden)):
         if not isinstance(v, (int, onp.integer)) or v < 1:
@@ -75,7 +75,7 @@ def init(rng, d_obs, d_act, *, hidden=50, activation="softplus", weight_scale=0.
 
 
 def activation_fn(a, activation="softplus"):
-    """φ(a): softplus log(1 + eᵃ) [P] or ReLU max(a, 0) [C], elementwise and differentiable."""
+    """φ(a): softplus log(1 + eᵃ) (paper) or ReLU max(a, 0) (released code), elementwise and differentiable."""
     return np.logaddexp(0.0, a) if activation == "softplus" else np.maximum(a, 0.0)
 
 
@@ -161,7 +161,7 @@ def linearize(policy, obs):
 def fit_whitening(obs, floor=1e-3):
     """Per-dimension whitening of observations: scale = 1/max(std, floor), shift = −mean·scale.
 
-    obs : (..., dO), pooled over all leading axes  ->  shift (dO,), scale (dO,)  [C]
+    obs : (..., dO), pooled over all leading axes  ->  shift (dO,), scale (dO,)  (released code)
     """
     obs = onp.asarray(obs, dtype=float).reshape(-1, onp.shape(obs)[-1])
     if not floor > 0:

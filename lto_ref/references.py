@@ -1,4 +1,4 @@
-"""scipy line-search references: CG and L-BFGS-B with every evaluation logged (SPEC §3.8).
+"""scipy line-search references: CG and L-BFGS-B with every evaluation logged (docs/method.md §4).
 
 The fixed-step baselines spend one (f, g) evaluation per iteration; a line-search method spends
 several per iteration. To compare them per unit of work, every (f, g) call scipy makes is one
@@ -91,7 +91,7 @@ def _validate(method, family_loss, problems, x0, evals):
 
 
 def scipy_trace(method, family_loss, problems, x0, evals, *, gtol=1e-12, ftol=0.0, maxcor=10):
-    """Run scipy's CG or L-BFGS-B on each problem and log every (f, g) evaluation (SPEC §3.8).
+    """Run scipy's CG or L-BFGS-B on each problem and log every (f, g) evaluation (docs/method.md §4).
 
     Per problem i, ``minimize(fun, x0[i], jac=True, method=method)``, fun = (f_i, ∇f_i) by autograd;
     evaluation k is iteration k (xs[0] = x0), cut off after evals + 1 evaluations, held after.
@@ -124,7 +124,7 @@ def scipy_trace(method, family_loss, problems, x0, evals, *, gtol=1e-12, ftol=0.
     x0 = _validate(method, family_loss, problems, x0, evals)
     options = _options(method, evals, gtol, ftol, maxcor)
     runs = [_run_one(method, family_loss, subset(problems, [i]), x0[i], evals, options)
-            for i in range(x0.shape[0])]                    # scipy is per problem (SPEC §3.8)
+            for i in range(x0.shape[0])]                    # scipy is per problem (docs/method.md §4)
     xs = np.stack([_hold(x, evals + 1) for x, _ in runs], axis=1)        # (evals+1, n, d)
     fs = np.stack([_hold(f, evals + 1) for _, f in runs], axis=1)        # (evals+1, n)
     return ReferenceTrace(xs=xs, fs=fs, best_fs=np.fmin.accumulate(fs, axis=0),

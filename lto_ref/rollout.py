@@ -2,8 +2,8 @@
 
     x_0 given;  for t = 0 … T−1:  Δx_t, state ← π(state, x_t, f(x_t), ∇f(x_t));  x_{t+1} = x_t + Δx_t
 
-The stopping condition of Algorithm 1 is dropped: every run takes exactly ``steps`` steps (SPEC
-§1.1). All problems of a batch advance together; a problem whose iterate, objective or gradient
+The stopping condition of Algorithm 1 is dropped: every run takes exactly ``steps`` steps
+(docs/method.md (11)). All problems of a batch advance together; a problem whose iterate, objective or gradient
 turns non-finite is frozen at its last finite iterate and flagged, the others are unaffected.
 """
 import warnings
@@ -16,8 +16,8 @@ from lto_ref.autodiff import value_and_grad
 __all__ = ["Trace", "run", "meta_loss", "gps_cost", "tune", "default_grid",
            "LR_GRID", "MASS_GRID"]
 
-LR_GRID = tuple(10.0 ** (-3 + k / 3) for k in range(13))  # γ ∈ {1e-3, …, 10} (SPEC §3.9)
-MASS_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)               # momentum μ (SPEC §3.9)
+LR_GRID = tuple(10.0 ** (-3 + k / 3) for k in range(13))  # γ ∈ {1e-3, …, 10} (docs/method.md (23)–(24))
+MASS_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)               # momentum μ (docs/method.md (23)–(24))
 
 
 class Trace(NamedTuple):
@@ -94,7 +94,7 @@ def _fvals(trace_or_fs):
 
 
 def meta_loss(trace):
-    """Meta-loss L = Σ_{t=1}^{T} f(x_t) per problem (SPEC §1.3; paper 2, eq. 1).
+    """Meta-loss L = Σ_{t=1}^{T} f(x_t) per problem (docs/method.md (12); paper 2, eq. 1).
 
     Parameters
     ----------
@@ -108,12 +108,12 @@ def meta_loss(trace):
 
 
 def gps_cost(trace):
-    """The GPS trajectory cost C = Σ_{t=0}^{T−1} f(x_t) = f(x_0) + L − f(x_T), (n,) (SPEC §1.4)."""
+    """The GPS trajectory cost C = Σ_{t=0}^{T−1} f(x_t) = f(x_0) + L − f(x_T), (n,) (docs/method.md (13)–(14))."""
     return _fvals(trace)[:-1].sum(axis=0)
 
 
 def default_grid(name):
-    """SPEC §3.9's tuning grid for baseline ``name``: a list of hyperparameter dicts.
+    """The tuning grid of baseline ``name`` (docs/method.md (24)): a list of hyperparameter dicts.
 
     γ ∈ {10^(−3+k/3) : k = 0..12}; momentum also μ ∈ MASS_GRID (γ-major order, 78 settings).
     """
@@ -132,7 +132,7 @@ def _score(args):
 
 
 def tune(make_optimizer, grid, objective, x0, steps=100, *, map_fn=map):
-    """Grid search of a baseline's hyperparameters by mean meta-loss (SPEC §3.9).
+    """Grid search of a baseline's hyperparameters by mean meta-loss (docs/method.md (23)–(24)).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Supervised meta-training: backpropagate the meta-loss through the unrolled optimizer (SPEC §7).
+"""Supervised meta-training: backpropagate the meta-loss through the unrolled optimizer (docs/method.md §8).
 
 The blog's first approach — and Andrychowicz et al.'s — which fits the training functions but on
 unseen ones "started off reasonably, but quickly diverged". It trains the same policy on the
@@ -8,7 +8,9 @@ same features as GPS, so the two differ only in how they are trained::
 
 ∇_θ J is reverse-mode autograd through the whole unroll. With ``feature_grad="full"`` the
 features' dependence on x_t (gradients, objective changes) is differentiated too, which brings in
-Hessian-vector products of f; ``"stop"`` treats the observations as constants.
+Hessian-vector products of f; ``"stop"`` treats f and ∇f as constants, as Andrychowicz et al. do
+(no second derivatives of f), while the step blocks of the observation, the policy's own past
+outputs, stay differentiated (docs/method.md (90)).
 """
 import dataclasses
 import functools
@@ -78,7 +80,7 @@ def _traced_value_and_grad(objective, x, feature_grad):
 
 def meta_objective(net, policy, objective, x0, steps, *, H=25, variant="code",
                    feature_grad="full"):
-    """J = mean over problems and t = 1..T of f(x_t) under x_{t+1} = x_t + μ_θ(o_t) (SPEC §7.1).
+    """J = mean over problems and t = 1..T of f(x_t) under x_{t+1} = x_t + μ_θ(o_t) (docs/method.md (90)).
 
     Parameters
     ----------
@@ -100,8 +102,8 @@ def meta_objective(net, policy, objective, x0, steps, *, H=25, variant="code",
 def fit_initial_whitening(policy, objective, x0, steps, *, H=25, variant="code"):
     """``policy`` whitened on observations of tuned-momentum rollouts of the training problems.
 
-    Momentum is tuned on the same problems over SPEC §3.9's grid with horizon ``steps``
-    (SPEC §7.3); observations of all T + 1 iterates are pooled.
+    Momentum is tuned on the same problems over the grid of docs/method.md (24) with horizon ``steps``
+    (docs/method.md (91)); observations of all T + 1 iterates are pooled.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # grid-edge notices are irrelevant here

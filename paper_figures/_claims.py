@@ -1,4 +1,4 @@
-"""The checkable claims of SPEC §8.4–8.5: statements [P]/[B], thresholds [I].
+"""The checkable claims of docs/method.md §9: statements (paper)/[B], thresholds (our choice).
 
 Each check returns a row {"id", "claim", "measured", "reproduced"}; failures are reported with
 their numbers, never tuned away. ``markdown`` renders all rows as CLAIMS.md.
@@ -35,7 +35,7 @@ def paper1(family, F, mov, div):
             _row("LR-3", "L-BFGS may end slightly lower: gap at 100 <= 5% of the learned descent",
                  f"F_learned - F_LBFGS = {gap:.4f}, 5% of descent = {0.05 * room:.4f}",
                  gap <= 0.05 * room),
-            _row("LR-MoV", "issue 4 acceptance: positive mean MoV over iterations 1-20",
+            _row("LR-MoV", "positive mean MoV over iterations 1-20 (a check of ours)",
                  f"{np.mean(mov['learned'][1:m20 + 1]):.4f}",
                  np.mean(mov["learned"][1:m20 + 1]) > 0)]
     if family == "robust_linear_regression":
@@ -72,7 +72,7 @@ def paper1(family, F, mov, div):
 
 
 def sl_vs_rl(sl_train_loss, mom_train_loss, sl_div, rl_div):
-    """The blog's SL-vs-RL checks (SPEC §8.5)."""
+    """The blog's SL-vs-RL checks (docs/method.md §9)."""
     return [
         _row("SL-1", "supervised fits its training functions: 40-step training meta-loss <= "
              "tuned momentum's", f"{sl_train_loss:.3f} vs {mom_train_loss:.3f}",
@@ -84,7 +84,7 @@ def sl_vs_rl(sl_train_loss, mom_train_loss, sl_div, rl_div):
 
 
 def trajectories_2d(step_ratio, rise_ok, slow_win):
-    """The blog's 2-D trajectory checks (SPEC §8.5) from per-function measurements."""
+    """The blog's 2-D trajectory checks (docs/method.md §9) from per-function measurements."""
     return [
         _row("2D-1", "much larger steps: learned mean |dx| over iterations 0-9 exceeds every "
              "baseline's on >= 75% of test functions", f"{100 * _frac(step_ratio > 1):.0f}%",

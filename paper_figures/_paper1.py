@@ -1,7 +1,7 @@
-"""Paper 1, Figures 1–3 (SPEC §8.4): margin of victory and two test functions, one family.
+"""Paper 1, Figures 1–3 (docs/method.md §9): margin of victory and two test functions, one family.
 
-compute: the training and test functions of the family (SPEC §2.6), baselines tuned on the
-training functions (SPEC §3.9), the GPS policy trained on them (cached), every method run from
+compute: the training and test functions of the family (docs/method.md (10)), baselines tuned on the
+training functions (docs/method.md (23)–(24)), the GPS policy trained on them (cached), every method run from
 the test functions' starting points for ``steps`` iterations. plot: (a) mean margin of victory
 against iteration for GD, momentum, CG, L-BFGS and predicted step descent; (b), (c) the
 objective on test functions ``panels``.
@@ -24,9 +24,9 @@ QUICK_GPS = gps_lib.Config(iterations=3, samples=5, T=20, sstep_steps=500)
 @dataclasses.dataclass(frozen=True)
 class Config:
     family: str                       # objectives factory name
-    n_train: int                      # training functions (LR 90, RR 120, NN 80 [P])
+    n_train: int                      # training functions (LR 90, RR 120, NN 80 (paper))
     n_test: int = 100
-    steps: int = 100                  # test horizon T_test [I]
+    steps: int = 100                  # test horizon T_test (our choice)
     seed: int = 0                     # GPS seed
     gps: gps_lib.Config = gps_lib.Config()
     stabilise: bool = False           # the rest-stability projection after GPS (deviation)
@@ -58,7 +58,7 @@ def compute(cfg, ctx):
 
 
 def plot(result, title):
-    """The three-panel figure of SPEC §8.4 (matplotlib Figure, never shown)."""
+    """The three-panel figure of docs/method.md §9 (matplotlib Figure, never shown)."""
     import matplotlib.pyplot as plt
     a, meta = result["arrays"], result["meta"]
     names = meta["methods"]

@@ -1,7 +1,7 @@
-"""The evaluation protocol shared by the figures (SPEC §3.9, §8.1–8.2).
+"""The evaluation protocol shared by the figures (docs/method.md (23)–(24), (92)–8.2).
 
-Baselines are tuned on the *training* functions (mean meta-loss over the test horizon, SPEC
-§3.9's grids); every method then runs from the fixed starting points of the held-out test
+Baselines are tuned on the *training* functions (mean meta-loss over the test horizon,
+the grids of docs/method.md (23)–(24)); every method then runs from the fixed starting points of the held-out test
 functions for ``steps`` iterations; a learned optimizer acts with its deterministic mean.
 """
 import functools
@@ -24,7 +24,7 @@ COLOURS = {"gd": "tab:blue", "momentum": "tab:orange", "conjugate_gradient": "ta
 
 
 def tune_baselines(family, problems, x0, steps, *, names=BASELINES, map_fn=map):
-    """{name: best hyperparameters} tuned on the training functions (SPEC §3.9).
+    """{name: best hyperparameters} tuned on the training functions (docs/method.md (23)–(24)).
 
     Grid-edge notices are collected instead of printed: returns (best, notes).
     """
@@ -68,14 +68,14 @@ def run_methods(family, problems, x0, methods, steps):
 
 
 def diverged(trace, x0):
-    """SPEC §8.1: non-finite values, f(x_T) > f(x_0), or ‖x_T‖ > 100(1 + ‖x_0‖): (n,) bool."""
+    """docs/method.md (92): non-finite values, f(x_T) > f(x_0), or ‖x_T‖ > 100(1 + ‖x_0‖): (n,) bool."""
     big = np.linalg.norm(trace.xs[-1], axis=-1) > 100 * (1 + np.linalg.norm(x0, axis=-1))
     with np.errstate(invalid="ignore"):
         return trace.diverged | ~np.isfinite(trace.fs[-1]) | (trace.fs[-1] > trace.fs[0]) | big
 
 
 def mean_curves(curves):
-    """F̄_a(i): mean over functions after SPEC §8.2's replacement of non-finite values.
+    """F̄_a(i): mean over functions after replacing non-finite values (docs/method.md (94)).
 
     curves : {name: (T+1, n)}  ->  ({name: (T+1,)}, number of replaced values)
     """

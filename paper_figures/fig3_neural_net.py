@@ -1,10 +1,10 @@
-"""Figure 3 of paper 1: two-layer neural net classifier (SPEC §8.4).
+"""Figure 3 of paper 1: two-layer neural net classifier (docs/method.md §9).
 
 Panel (a): mean margin of victory of GD, momentum, CG, L-BFGS and the GPS-learned optimizer over
 the held-out test functions; (b), (c): the objective on two test functions. See ``_paper1``.
 """
 from paper_figures import _paper1
 
-# the controllers' state keeps 1 lag (dX = 49 instead of 149 for h = 5): README deviations
+# the controllers' state keeps 1 lag (dX = 49 instead of 149 for h = 5): docs/deviations.md
 FULL, QUICK, trainings, compute, plot, plotted = _paper1.make(
     "two_layer_net", 80, "Figure 3 of paper 1: two-layer neural net classifier", h=1)

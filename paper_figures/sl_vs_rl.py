@@ -1,8 +1,8 @@
-"""The blog's comparison (SPEC §8.5): supervised meta-training against GPS, same policy, same data.
+"""The blog's comparison (docs/method.md §9): supervised meta-training against GPS, same policy, same data.
 
 Both policies (the symmetric 1 × 50 softplus MLP on the released-code features) are trained on
 the 90 logistic-regression training functions with horizon 40 — by backpropagation through the
-unrolled optimizer (SPEC §7) and by guided policy search (the Figure 1 policy, reused from the
+unrolled optimizer (docs/method.md §8) and by guided policy search (the Figure 1 policy, reused from the
 cache) — and run for 100 iterations on the held-out test functions.
 """
 import dataclasses

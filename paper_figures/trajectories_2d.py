@@ -1,7 +1,7 @@
-"""The blog's trajectory plot (SPEC §8.5): 2-parameter logistic regression, one arrow per step.
+"""The blog's trajectory plot (docs/method.md §9): 2-parameter logistic regression, one arrow per step.
 
-GPS with the logistic-regression settings is trained on the LR2D training functions (SPEC §2.4),
-the baselines are tuned on them (SPEC §3.9); every method then runs 20 iterations on the test
+GPS with the logistic-regression settings is trained on the LR2D training functions (docs/method.md §2.4),
+the baselines are tuned on them (docs/method.md (23)–(24)); every method then runs 20 iterations on the test
 functions. Two of them are drawn as contour plots of f over (w, b) with each method's iterates
 joined by arrows, the learned optimizer in light red.
 """
@@ -24,7 +24,7 @@ class Config:
     n_train: int = 90
     n_test: int = 100
     steps: int = 20                # iterations drawn
-    tune_steps: int = 100          # the baselines' tuning horizon (SPEC §3.9)
+    tune_steps: int = 100          # the baselines' tuning horizon (docs/method.md (23)–(24))
     seed: int = 0
     gps: gps_lib.Config = gps_lib.Config()
     stabilise: bool = False        # no rest-stability projection

@@ -1,4 +1,4 @@
-"""GPS cost quadratisation with exact Hessians, and the Laplace expected cost (SPEC §6.6)."""
+"""GPS cost quadratisation with exact Hessians, and the Laplace expected cost (docs/method.md (60)–(61))."""
 import functools
 
 import numpy as np

@@ -1,5 +1,5 @@
 """State features: sizes and offsets, zero padding, push as a shift, relative changes, guards
-(STYLE §6, items 8–10; SPEC §4)."""
+(STYLE §6, items 8–10; docs/method.md §5)."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -32,7 +32,7 @@ def test_code_state_sizes_match_the_method(d, dX, dO):
 
 @pytest.mark.parametrize("d,offsets", [(4, (4, 29, 129, 133, 233)), (12, (12, 37, 337, 349, 649))])
 def test_offsets_are_the_tabulated_block_starts(d, offsets):
-    """docs/method.md §5's table: δ, past gradients, g_t, steps and dX for H = 25."""
+    """The table of docs/method.md §5: δ, past gradients, g_t, steps and dX for H = 25."""
     assert tuple(F.offsets(d, 25)) == offsets
 
 

@@ -20,7 +20,7 @@ json_values = st.one_of(st.integers(), st.text(max_size=8), st.booleans(),
                         st.floats(allow_nan=False, allow_infinity=False))
 metas = st.dictionaries(st.text(max_size=8).filter(lambda k: k not in ("format_version", "arrays")),
                         json_values, max_size=5)
-SPECIAL = np.array([np.nan, -np.nan, np.inf, -np.inf, -0.0, 5e-324, np.finfo(float).max])
+EXTREMES = np.array([np.nan, -np.nan, np.inf, -np.inf, -0.0, 5e-324, np.finfo(float).max])
 
 
 class _Tripwire:
@@ -35,7 +35,7 @@ class _Tripwire:
 
 def _values(rng, shape):
     x = rng.standard_normal(shape) * 10.0 ** rng.integers(-300, 300, size=shape)
-    x = np.where(rng.random(shape) < 0.2, rng.choice(SPECIAL, size=shape), x)
+    x = np.where(rng.random(shape) < 0.2, rng.choice(EXTREMES, size=shape), x)
     return np.asarray(x, order="F" if rng.random() < 0.5 else "C")
 
 

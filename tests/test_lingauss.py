@@ -162,7 +162,7 @@ def test_cholesky_adds_jitter_with_a_warning_only_when_needed():
 
 def test_make_stores_c_order_so_pickled_copies_compute_bitwise_alike():
     # an executor's pickling returns C-contiguous arrays; gains kept in another layout made the
-    # C-step's products sum in another order in the worker than in the parent (issue 4: map_fn)
+    # C-step's products sum in another order in the worker than in the parent (map_fn)
     rng = np.random.default_rng(0)
     M, T, dU, dX = 3, 5, 4, 53
     K = np.asfortranarray(rng.standard_normal((M, T, dU, dX)))

@@ -1,4 +1,4 @@
-"""Tests of lto_ref.metrics: margin of victory and win fraction (SPEC §8.2, §8.3)."""
+"""Tests of lto_ref.metrics: margin of victory and win fraction (docs/method.md (93)–(94), (95))."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st

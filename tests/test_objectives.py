@@ -1,6 +1,6 @@
-"""Tests of ``lto_ref.objectives`` (SPEC §2; STYLE §6 items 1–7).
+"""Tests of ``lto_ref.objectives`` (docs/method.md §2; STYLE §6 items 1–7).
 
-Oracles are written here from the SPEC formulas, not from the module: per-point loop references
+Oracles are written here from the formulas of docs/method.md §2, not from the module: per-point loop references
 of every loss, log 2 at x = 0, the quadratic's and the logistic loss's closed-form gradients,
 central finite differences, and the §2.6 seeding and draw order replayed by hand.
 """
@@ -39,7 +39,7 @@ def batched_grad(fam, x, problems):
     return grad(lambda x: anp.sum(fam.loss(x, problems)))(x)
 
 
-# ---- plain per-point references, written from SPEC §2.1–2.5 --------------------------------
+# ---- plain per-point references, written from docs/method.md (3)–(9) --------------------------------
 
 def log_sigmoid(z):
     return -math.log1p(math.exp(-z)) if z >= 0 else z - math.log1p(math.exp(z))
@@ -232,7 +232,7 @@ def test_quadratic_is_spd_with_requested_spectrum(seed, dim, lam_min, ratio):
 
 
 def replay_sample(fam, rng, n):
-    """Data of LR, RR, NN or LR2D drawn by hand in the SPEC §2.1–2.3, §2.6 order."""
+    """Data of LR, RR, NN or LR2D drawn by hand in the docs/method.md (3)–(8), (10) order."""
     a, y = [], []
     for _ in range(n):
         if fam is RR:  # per cluster: μ_k, points, w_k, b_k, noise
@@ -290,7 +290,7 @@ def test_split_data_is_deterministic_and_follows_spec_seeding(fam, base_seed, sp
     p2, x02 = obj.split_data(fam, split, n, base_seed=base_seed)
     assert_same([*p, x0], [*p2, x02])
     fid = {"logistic_regression": 0, "robust_linear_regression": 1, "two_layer_net": 2,
-           "logistic_regression_2d": 3, "quadratic": 4}[fam.name]  # SPEC §2.6
+           "logistic_regression_2d": 3, "quadratic": 4}[fam.name]  # docs/method.md (10)
     assert obj.family_by_name(fam.name).name == fam.name
     rng = np.random.default_rng(np.random.SeedSequence([base_seed, fid, split]))
     assert_same(p, fam.sample(rng, n))  # data first, then x0 ~ N(0, I)

@@ -45,7 +45,7 @@ def test_cg_step_matches_fletcher_reeves(seed, nd, lr, first):
     x, g, d_prev, g_prev = (_arrays(rng, n, d) for _ in range(4))
     gsq_prev = np.zeros(n) if first else np.sum(g_prev ** 2, axis=1)
     dx, state = opt.conjugate_gradient(lr).step(opt.CGState(d=d_prev, gsq=gsq_prev), x, None, g)
-    for i in range(n):  # per problem, as written in SPEC §3.3
+    for i in range(n):  # per problem, as written in docs/method.md (17)
         beta = 0.0 if first else (g[i] @ g[i]) / (g_prev[i] @ g_prev[i])
         direction = -g[i] + beta * d_prev[i]
         np.testing.assert_allclose(dx[i], lr * direction, rtol=1e-12, atol=1e-14)

@@ -16,7 +16,7 @@ def test_mean_matches_a_plain_mlp(seed, dO, dU, activation):
     obs = rng.standard_normal((3, dO))
     (W1, b1), (W2, b2) = pol.net
     out = []
-    for o in obs:  # per sample, written from SPEC §5
+    for o in obs:  # per sample, written from docs/method.md §6
         a = (o * pol.scale + pol.shift) @ W1 + b1
         h = np.log1p(np.exp(a)) if activation == "softplus" else np.where(a > 0, a, 0.0)
         out.append(h @ W2 + b2)
@@ -103,7 +103,7 @@ def _lr_batch(n=4, seed=0):
 def _gd_policy(alpha, d, H=25):
     """A ReLU 'policy' computing −α·g_t from the observation: relu(g) − relu(−g) = g."""
     dO = features.obs_dim(d, H)
-    off = H + H * d                               # CUR_GRAD's offset in O (SPEC §4.1)
+    off = H + H * d                               # CUR_GRAD's offset in O (docs/method.md (25)–(29))
     W1 = np.zeros((dO, 2 * d))
     W1[off:off + d, :d], W1[off:off + d, d:] = np.eye(d), -np.eye(d)
     W2 = np.vstack([-alpha * np.eye(d), alpha * np.eye(d)])

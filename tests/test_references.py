@@ -1,4 +1,4 @@
-"""Tests of lto_ref.references: scipy CG / L-BFGS-B with every evaluation logged (SPEC §3.8)."""
+"""Tests of lto_ref.references: scipy CG / L-BFGS-B with every evaluation logged (docs/method.md §4)."""
 import numpy as np
 import pytest
 import scipy.optimize

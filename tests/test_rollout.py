@@ -194,7 +194,7 @@ def test_tuned_fixed_step_lbfgs_reaches_the_scipy_minimizer_of_logistic_regressi
     for i in range(4):
         a, y = problems.a[i], problems.y[i]
 
-        def f_and_g(x):  # plain-numpy logistic loss and gradient, written from SPEC §2.1
+        def f_and_g(x):  # plain-numpy logistic loss and gradient, written from docs/method.md (3)–(4)
             z = a @ x[:3] + x[3]
             r = 1 / (1 + np.exp(-z)) - y
             f = np.mean(np.logaddexp(0, z) - y * z) + 2.5e-4 * x[:3] @ x[:3]

@@ -1,4 +1,4 @@
-"""Initial momentum controllers (SPEC §6.3) and the policy linearisation π̄ (SPEC §6.7)."""
+"""Initial momentum controllers (docs/method.md (44)–(47)) and the policy linearisation π̄ (docs/method.md (59))."""
 import functools
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Rest-stability projection of a trained policy [I] (not in the papers; README deviation 27).
+"""Rest-stability projection of a trained policy: an addition to the papers (docs/method.md (100)).
 
 Near a minimiser the reflection-odd policy is a fixed linear multi-step method whose spectral
 radius ρ(M(A)) with the Hessian A decides whether it converges or is driven into a slow

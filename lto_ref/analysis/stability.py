@@ -2,7 +2,7 @@
 
 Close to a minimiser x* of f with Hessian A, write e_t = x_t − x*. Then g_t = A e_t and
 Δ_t = e_t − e_{t−1} exactly for a quadratic and to first order otherwise, while the relative
-objective changes δ_k of the released-code observation (``features.observe``, SPEC §4.1) are of
+objective changes δ_k of the released-code observation (``features.observe``, docs/method.md (25)–(29)) are of
 second order in e. A policy with μ(0) = 0 (the reflection-odd policy, ``policy.init``) then acts
 to first order as a fixed linear multi-step method::
 
@@ -10,7 +10,7 @@ to first order as a fixed linear multi-step method::
 
 with P_i = ∂μ/∂g_{t−H+i} and Q_i = ∂μ/∂Δ_{t−H+1+i} at o = 0. Stacking E_t = [e_t, e_{t−1}, …,
 e_{t−H}] gives E_{t+1} = M(A) E_t; the optimizer converges from every start close enough to x*
-iff the spectral radius ρ(M(A)) < 1 and is driven away (the slow oscillation of the README's GPS
+iff the spectral radius ρ(M(A)) < 1 and is driven away (the slow oscillation of docs/reproduction.md's
 status) when ρ > 1. For heavy ball, u_t = −γ g_t + μ Δ_t, the eigenvalues are the roots of
 z² − (1 + μ − γλ) z + μ for each eigenvalue λ of A (Polyak).
 """

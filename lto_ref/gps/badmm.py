@@ -1,4 +1,4 @@
-"""BADMM dual updates and trust-region step adaptation of GPS (SPEC §6.11, §6.12, §6.15).
+"""BADMM dual updates and trust-region step adaptation of GPS (docs/method.md (77)–(78), (79)–(80), (88)–(89)).
 
 Pure functions of arrays, batched over the M conditions. ``model_cost`` is the Laplace estimate
 of a controller's cost (plus the BADMM policy-KL term) under one iteration's dynamics, cost and
@@ -27,14 +27,14 @@ def model_cost(lg, dyn, cost, pi_bar=None, nu=None):
 def step_multiplier(step_mult, predicted, actual, *, clip=(0.1, 5.0), bounds=(0.01, 10.0)):
     """step_mult ← clip(mult·step_mult), mult = clip(predicted / (2 max(1e-4, predicted − actual))).
 
-    All arguments (M,); returns the new (M,) multipliers (SPEC §6.11).
+    All arguments (M,); returns the new (M,) multipliers (docs/method.md (77)–(78)).
     """
     mult = np.clip(predicted / (2.0 * np.maximum(1e-4, predicted - actual)), *clip)
     return np.clip(mult * step_mult, *bounds)
 
 
 def update_lambda(lam_k, nu, lg, X, mu_pol, alpha=0.2):
-    """λ_k,t ← λ_k,t + α ν_t P_t (mean_n μ_θ(o_{n,t}) − mean_n (K_t x_{n,t} + k_t)) (SPEC §6.12).
+    """λ_k,t ← λ_k,t + α ν_t P_t (mean_n μ_θ(o_{n,t}) − mean_n (K_t x_{n,t} + k_t)) (docs/method.md (79)–(80)).
 
     lam_k (M, T, dU), nu (M, T), X (M, N, T, dX), mu_pol (M, N, T, dU)  ->  (M, T, dU)
     """
@@ -44,7 +44,7 @@ def update_lambda(lam_k, nu, lg, X, mu_pol, alpha=0.2):
 
 
 def update_nu(nu, kl):
-    """Halve ν_t where KL_t < mean − std, double where KL_t ≥ mean + std/2 (SPEC §6.12).
+    """Halve ν_t where KL_t < mean − std, double where KL_t ≥ mean + std/2 (docs/method.md (79)–(80)).
 
     nu, kl : (M, T), statistics over t per condition  ->  (M, T)
     """
@@ -56,7 +56,7 @@ def dual_gain(nu, alpha=0.2, form="code"):
     """α ν_t s_t, s = ν_t (code-form S-step target −ν G λ) or 1/ν_t (derivation, −G λ / ν).
 
     After an S-step that fits its target exactly, the λ update multiplies the policy/controller
-    gap's dual by 1 − gain (``sstep.targets``; SPEC §6.12–6.13), so the ascent diverges where
+    gap's dual by 1 − gain (``sstep.targets``; docs/method.md (79)–(87)), so the ascent diverges where
     gain > 2. The code form's gain α ν² passes 2 at ν > 3.2, which ν's doubling (from 0.01)
     reaches after about 9 iterations; the derivation's gain is α. nu (M, T) -> (M, T).
     """

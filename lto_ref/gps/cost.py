@@ -1,10 +1,10 @@
-"""The GPS cost: local quadratic models of ℓ = dU·f(x_loc) and its Laplace expectation (SPEC §6.6).
+"""The GPS cost: local quadratic models of ℓ = dU·f(x_loc) and its Laplace expectation (docs/method.md (60)–(61)).
 
 The cost of a state is the objective at its current location (the first d entries, CUR_LOC). At
 each sample ẑ its second-order expansion with the exact gradient g and Hessian H of f is::
 
     ℓ(z) ≈ ½ zᵀ Cm z + zᵀ cv + cc,   Cm[loc, loc] = s·H,  cv[loc] = s·(g − H ẑ_loc),
-    cc = s·(f − gᵀẑ_loc + ½ ẑ_locᵀ H ẑ_loc),   s = dU (the GPS code's scale) or 1,
+    cc = s·(f − gᵀẑ_loc + ½ ẑ_locᵀ H ẑ_loc),   s = ``scale`` (GPS passes dU, the GPS code's),
 
 averaged over the N samples of each (condition, step). No action or cross terms.
 """
@@ -32,10 +32,11 @@ def quadratize(family, problems, X, dU, *, scale=1.0):
     ----------
     family : objectives.Family;  problems : data of the M conditions
     X : (M, N, T, dX) sampled states, CUR_LOC in the first d entries;  dU : action size
+    scale : s, the cost ℓ = s·f (the released GPS code charges dU·f)
 
     Returns
     -------
-    lqr.QuadCost with Cm (M, T, dX+dU, dX+dU), cv (M, T, dX+dU), cc (M, T), and the raw
+    QuadCost with Cm (M, T, dX+dU, dX+dU), cv (M, T, dX+dU), cc (M, T), and the raw
     per-sample costs ℓ (M, N, T) for logging.
     """
     M, N, T, dX = X.shape

@@ -1,4 +1,4 @@
-"""Fitting the local linear-Gaussian dynamics of each condition (SPEC §6.5, option 2 of §6.16).
+"""Fitting the local linear-Gaussian dynamics of each condition (docs/method.md (50)–(58), option 2 of §6.16).
 
 Only the d + 1 unknown entries n_{t+1} = [δ_{t+1}; g_{t+1}] of the next state are regressed on
 z_t = [x_t; u_t]; the other rows of the transition are the exact shift of ``environment.structure``::
@@ -65,7 +65,7 @@ def initial_state(x0_points, cfg):
 
 
 def fit_condition(args):
-    """Dynamics of one condition (SPEC §6.5).
+    """Dynamics of one condition (docs/method.md (50)–(58)).
 
     args = (seed, X (N, T, dX), U (N, T, dU), new (N, T, r), buffer (n_traj, T−1, D),
     gmm, n_pts, init, S, E, cfg). With ``gmm`` None the condition fits its own GMM on its buffer,
@@ -84,7 +84,7 @@ def fit_condition(args):
 
 
 def fit(rng, samples, lay, state=None, cfg=Config(), *, map_fn=map):
-    """Fit the dynamics of every condition from this iteration's samples (SPEC §6.4 step 2).
+    """Fit the dynamics of every condition from this iteration's samples (docs/method.md §7.4 step 2).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""The learning-to-optimize MDP as GPS sees it (paper 1, §3.4; SPEC §1.2, §6.1, §6.16).
+"""The learning-to-optimize MDP as GPS sees it (paper 1, §3.4; docs/method.md §7.1, §7.1, §7.1).
 
 State x_t = features of the history (``features.observe``, released-code layout), action u_t = Δx,
 cost f(x_t). The transition is mostly known: every history block of x_{t+1} is an exact shift of
@@ -11,7 +11,7 @@ x_t, CUR_LOC' = CUR_LOC + u, and only the newest objective change and the new gr
 
 The controllers' state may keep fewer lags than the policy's observation: ``Layout(d, H, h)``
 selects the newest h ≤ H lags of each history block from the full H-lag state (h = H is the
-released code's state; a smaller h is this project's speed option, SPEC §6.16). The policy always
+released code's state; a smaller h is this project's speed option, docs/method.md §7.1). The policy always
 sees the full H-lag observation O.
 """
 import functools

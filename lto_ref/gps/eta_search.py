@@ -1,16 +1,16 @@
-"""The η dual search of the C-step: KL(p_new ‖ p̂) ≈ ε per condition (SPEC §6.8 non-PD fix, §6.9).
+"""The η dual search of the C-step: KL(p_new ‖ p̂) ≈ ε per condition (docs/method.md (62)–(70) non-PD fix, §6.9).
 
 KL(η) falls monotonically from the unconstrained LQR solution (η → 0) to 0 (η → ∞, the previous
 controller). Each trial is a backward and a forward pass of every condition still searching.
-Two proposal rules, both keeping the bracket [η_lo, η_hi] of SPEC §6.9 and its stopping test
+Two proposal rules, both keeping the bracket [η_lo, η_hi] of docs/method.md (71)–(73) and its stopping test
 |KL − ε| < tol·ε:
 
-- ``"bracket"`` [C]: the released code's step, η = max(√(lo·hi), 0.1·hi) when KL < ε and
+- ``"bracket"`` (released code): the released code's step, η = max(√(lo·hi), 0.1·hi) when KL < ε and
   min(√(lo·hi), 10·lo) otherwise — geometric bisection, at most a factor 10 per trial;
 - ``"secant"`` [I, default]: interpolation in (log η, log KL) — regula falsi between the bracket
   ends once KL is known on both sides (bisection when one end moves twice in a row), otherwise a
   secant step through the last two trials (slope −1 at the first). Same solutions, fewer trials
-  (README deviation table).
+  (docs/deviations.md).
 """
 import warnings
 
@@ -25,7 +25,7 @@ METHODS = ("secant", "bracket")
 
 
 def _backward_pd(dyn, cost_fn, eta, *, delta0=1e-4, eta_max=1e16):
-    """Backward pass that raises η where Q_uu is not PD: η ← η₀ + δ, δ ← 2δ (SPEC §6.8)."""
+    """Backward pass that raises η where Q_uu is not PD: η ← η₀ + δ, δ ← 2δ (docs/method.md (62)–(70))."""
     lg, ok = backward(dyn, *cost_fn(eta, np.arange(eta.shape[0])))
     eta, delta = eta.copy(), delta0
     eta0 = eta.copy()
@@ -50,7 +50,8 @@ def _scatter(full, idx, part):
 
 
 def _bracket_step(eta, lo, hi, too_small):
-    """SPEC §6.9's proposal: geometric mean of the bracket, at most a factor 10 from its end."""
+    """The released rule (docs/method.md (72)): geometric mean of the bracket, at most a factor
+    10 from its end."""
     return np.where(too_small, np.maximum(np.sqrt(lo * hi), 0.1 * hi),
                     np.minimum(np.sqrt(lo * hi), 10 * lo))
 
@@ -77,9 +78,19 @@ def _secant_step(eta, kl, eps, lo, hi, kl_lo, kl_hi, prev, repeat):
     return np.where(bracketed, inside, outside)
 
 
+def _propose(method, eta, kl, eps, lo, hi, kl_lo, kl_hi, prev, repeat, small):
+    """The next η of every condition still searching (all arguments (m,))."""
+    if method == "bracket":
+        return _bracket_step(eta, lo, hi, small)
+    with np.errstate(all="ignore"):
+        proposal = _secant_step(eta, kl, eps, lo, hi, kl_lo, kl_hi, prev, repeat)
+    return np.where(np.isfinite(kl) & np.isfinite(proposal), proposal,
+                    _bracket_step(eta, lo, hi, small))
+
+
 def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iterations=50,
               tol=0.1, method="secant"):
-    """Dual search for η so that KL(p_new ‖ p̂) ≈ ε per condition (SPEC §6.9).
+    """Dual search for η so that KL(p_new ‖ p̂) ≈ ε per condition (docs/method.md (71)–(73)).
 
     Parameters
     ----------
@@ -126,16 +137,9 @@ def solve_eta(dyn, cost_fn, kl_fn, eps, eta, *, eta_min=1e-4, eta_max=1e16, iter
         lo[idx] = np.where(small, lo[idx], eta_used)
         kl_lo[idx] = np.where(small, kl_lo[idx], kl)
         new_side = np.where(small, -1.0, 1.0)
-        if method == "bracket":
-            proposal = _bracket_step(eta_used, lo[idx], hi[idx], small)
-        else:
-            with np.errstate(all="ignore"):
-                proposal = _secant_step(eta_used, kl, eps[idx], lo[idx], hi[idx], kl_lo[idx],
-                                        kl_hi[idx], (prev[0][idx], prev[1][idx]),
-                                        side[idx] == new_side)
-            proposal = np.where(np.isfinite(kl) & np.isfinite(proposal), proposal,
-                                _bracket_step(eta_used, lo[idx], hi[idx], small))
-        eta[idx], side[idx] = proposal, new_side
+        eta[idx] = _propose(method, eta_used, kl, eps[idx], lo[idx], hi[idx], kl_lo[idx],
+                            kl_hi[idx], (prev[0][idx], prev[1][idx]), side[idx] == new_side, small)
+        side[idx] = new_side
         prev[0][idx], prev[1][idx] = eta_used, kl
         if done.all():
             break

@@ -1,4 +1,4 @@
-"""Gaussian mixture model by EM, and the Normal-inverse-Wishart prior it supplies (SPEC §6.5).
+"""Gaussian mixture model by EM, and the Normal-inverse-Wishart prior it supplies (docs/method.md (50)–(58)).
 
 GPS fits local linear models from only N = 20 samples per time step in hundreds of dimensions; a
 GMM fitted to the samples of *all* time steps (and previous iterations) gives each step's fit a
@@ -55,7 +55,7 @@ class GMM(NamedTuple):
 
 
 def n_clusters(n_points, max_clusters=10, min_samples_per_cluster=20):
-    """K = max(2, min(max_clusters, ⌊n_points / min_samples_per_cluster⌋)) (SPEC §6.5)."""
+    """K = max(2, min(max_clusters, ⌊n_points / min_samples_per_cluster⌋)) (docs/method.md (50)–(58))."""
     return max(2, min(max_clusters, n_points // min_samples_per_cluster))
 
 
@@ -105,7 +105,7 @@ def _m_step(data, resp, reg, K):
 
 
 def fit(rng, data, K, *, init=None, max_iterations=100, tol=1e-5, reg=1e-6):
-    """EM for a K-component GMM on data (N, D) (SPEC §6.5).
+    """EM for a K-component GMM on data (N, D) (docs/method.md (50)–(58)).
 
     Starts from ``init`` when it has K components (warm start), else from a random hard
     assignment (covariances + 2e-6·I). Stops when the log-likelihood decreases or changes by less
@@ -149,7 +149,7 @@ def em(seed, points, init, cfg):
 
 
 def prior(gmm, points, n_pts, strength=1.0):
-    """NIW prior (μ₀, Φ, m, n₀) for the points (…, N, D) of each time step (SPEC §6.5).
+    """NIW prior (μ₀, Φ, m, n₀) for the points (…, N, D) of each time step (docs/method.md (50)–(58)).
 
     Returns μ₀ (…, D), Φ (…, D, D) and the scalars m, n₀.
     """
@@ -168,7 +168,7 @@ def prior(gmm, points, n_pts, strength=1.0):
 
 
 def map_gaussian(points, mu0, Phi, m, n0):
-    """MAP joint Gaussian of the points (…, N, D) under the NIW prior, weights 1/N (SPEC §6.5).
+    """MAP joint Gaussian of the points (…, N, D) under the NIW prior, weights 1/N (docs/method.md (50)–(58)).
 
     μ = mean_i y_i;  Σ = [N Ŝ + Φ + (N m / (N + m))(μ − μ₀)(μ − μ₀)ᵀ] / (N + n₀)
     mu0 (…, D), Phi (…, D, D)  ->  μ (…, D), Σ (…, D, D)
@@ -202,7 +202,7 @@ def condition(mu, sigma, n_in, *, reg=1e-3):
 
 
 def fit_conditional(points, gmm, n_pts, n_in, *, strength=1.0, reg=1e-3):
-    """Per-step linear-Gaussian fits y_out | y_in under the GMM's NIW prior (SPEC §6.5, §6.7).
+    """Per-step linear-Gaussian fits y_out | y_in under the GMM's NIW prior (docs/method.md (50)–(58), (59)).
 
     points : (T, N, D) with y_in the first n_in entries  ->  A (T, D−n_in, n_in), a, W
     """

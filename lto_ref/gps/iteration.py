@@ -39,7 +39,7 @@ class GPSState(NamedTuple):
 
 
 class LogRow(NamedTuple):
-    """One iteration's record (SPEC §8.6's quantities)."""
+    """One iteration's record (the quantities of the released training log, docs/method.md §9)."""
     controller_cost: float    # mean Σ_{t<T} f(x_t) of the samples (the policy's if on-policy)
     policy_cost: float        # mean Σ_{t<T} f(x_t) of the policy's own (deterministic) rollouts
     kl: np.ndarray            # (M,) KL(p_new ‖ p̂) of the last C-step
@@ -52,7 +52,7 @@ class LogRow(NamedTuple):
 
 
 def init_state(family, problems, x0, cfg, seed):
-    """Iteration-0 state: grid-searched momentum controllers and a fresh policy (SPEC §6.3)."""
+    """Iteration-0 state: grid-searched momentum controllers and a fresh policy (docs/method.md (44)–(47))."""
     lay = environment.layout(family.dim, cfg.H, cfg.h)
     lg, _ = warmstart.initial_controllers(family, problems, x0, cfg.T, lay, form=cfg.init_form,
                                           init_var=cfg.init_var, offset=cfg.init_offset)
@@ -88,7 +88,7 @@ def _policy_cost(family, problems, x0, policy, cfg, lay):
 
 def _c_step(cost, dyn, center, eps, eta, *, nu=None, pi_bar=None, lam_k=None, map_fn=map,
             chunks=1):
-    """New controllers within KL ε of ``center`` (SPEC §6.8–6.9): (LinGauss, eta, kl).
+    """New controllers within KL ε of ``center`` (docs/method.md (62)–(73)): (LinGauss, eta, kl).
 
     The conditions are split into ``chunks`` contiguous blocks, one ``map_fn`` call each; every
     condition's η search is independent of the others, so the split never changes the result.
@@ -134,7 +134,7 @@ def _sample(rng, family, problems, x0, state, cfg, lay):
 
 
 def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
-    """One GPS iteration (SPEC §6.4 for BADMM, §6.15 for MDGPS): (new state, LogRow)."""
+    """One GPS iteration (docs/method.md §7.4 for BADMM, §6.15 for MDGPS): (new state, LogRow)."""
     t0 = time.perf_counter()
     i, (M, dU), N = state.iteration, x0.shape, cfg.samples
     lay = environment.layout(dU, cfg.H, cfg.h)
@@ -161,7 +161,7 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
 
 
 def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
-    """Step adaptation and the inner loop of BADMM (SPEC §6.4 steps 3–7)."""
+    """Step adaptation and the inner loop of BADMM (docs/method.md §7.4 steps 3–7)."""
     i, N = st.iteration, cfg.samples
     mu_pol = policy_lib.mean(st.policy, samples.O)                       # (M, N, T, dU)
     pi_bar, gmms = fit_pibar(st, mu_pol)
@@ -208,7 +208,7 @@ def _warn_unstable_duals(nu, cfg):
 
 
 def _mdgps_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
-    """MDGPS (SPEC §6.15): C-step in a trust region around π̄, then one S-step."""
+    """MDGPS (docs/method.md (88)–(89)): C-step in a trust region around π̄, then one S-step."""
     M, N, T = samples.X.shape[:3]
     w = np.ones((M, N, T))                          # a constant weight, normalised to mean 1
     loss = float("nan")

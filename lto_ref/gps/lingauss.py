@@ -1,7 +1,7 @@
-"""Time-varying linear-Gaussian controllers p(u_t | x_t) = N(K_t x_t + k_t, G_t) (SPEC §6.2, §6.10).
+"""Time-varying linear-Gaussian controllers p(u_t | x_t) = N(K_t x_t + k_t, G_t) (docs/method.md (41)–(43), (74)–(76)).
 
 The local controllers of guided policy search: one per condition (training function) m, batched on
-a leading axis M. With P = G⁻¹ and z = [x; u] (SPEC §6.2)::
+a leading axis M. With P = G⁻¹ and z = [x; u] (docs/method.md (41)–(43))::
 
     −log N(u; Kx + k, G) = ½ zᵀ M z + zᵀ v + c + ½ log|2πG|
     M = [[KᵀPK, −KᵀP], [−PK, P]],   v = [KᵀPk; −Pk],   c = ½ kᵀPk
@@ -89,7 +89,7 @@ def logdet(lg):
 
 
 def quadratic_form(K, k, P):
-    """(M, v, c) of −log N(u; Kx + k, P⁻¹) in z = [x; u], up to ½ log|2πG| (SPEC §6.2).
+    """(M, v, c) of −log N(u; Kx + k, P⁻¹) in z = [x; u], up to ½ log|2πG| (docs/method.md (41)–(43)).
 
     K (…, dU, dX), k (…, dU), P (…, dU, dU)  ->  M (…, dX+dU, dX+dU), v (…, dX+dU), c (…)
     """
@@ -129,7 +129,7 @@ def expected_nll(mu, sigma, lg):
 
 
 def traj_kl(mu, sigma, new, prev):
-    """Trust-region KL(p_new ‖ p_prev) under p_new's state-action marginals (SPEC §6.10).
+    """Trust-region KL(p_new ‖ p_prev) under p_new's state-action marginals (docs/method.md (74)–(76)).
 
     Σ_t max(0, E_z[log p_new(u|x) − log p_prev(u|x)]), z ~ N(mu_t, sigma_t).
 
@@ -140,7 +140,7 @@ def traj_kl(mu, sigma, new, prev):
 
 
 def policy_kl(mu_x, sigma_x, lg, K_bar, k_bar, S_bar):
-    """Laplace KL_t(p ‖ π̄) per step under state marginals N(mu_x, sigma_x) (SPEC §6.10, §6.11).
+    """Laplace KL_t(p ‖ π̄) per step under state marginals N(mu_x, sigma_x) (docs/method.md (74)–(76), (77)–(78)).
 
     ½[δᵀS̄⁻¹δ + tr(S̄⁻¹G) + tr(Σ^x K̃ᵀS̄⁻¹K̃) − dU + log|S̄| − log|G|], K̃ = K − K̄,
     δ = K̃ μ^x + k − k̄.  mu_x (M, T, dX), sigma_x (M, T, dX, dX), K̄ … as LinGauss  ->  (M, T)
@@ -160,7 +160,7 @@ def policy_kl(mu_x, sigma_x, lg, K_bar, k_bar, S_bar):
 def sample_kl(X, mu_pol, lg, pol_var):
     """BADMM monitor: mean over samples of KL(N(K_t x + k_t, G_t) ‖ N(μ_θ(o), diag(pol_var))).
 
-    X : (M, N, T, dX), mu_pol : (M, N, T, dU), pol_var : (dU,)  ->  (M, T)   (SPEC §6.10)
+    X : (M, N, T, dX), mu_pol : (M, N, T, dU), pol_var : (dU,)  ->  (M, T)   (docs/method.md (74)–(76))
     """
     dU = lg.K.shape[-2]
     u_lg = np.einsum("mtij,mntj->mnti", lg.K, X) + lg.k[:, None]       # (M, N, T, dU)

@@ -1,4 +1,4 @@
-"""Trajectory optimisation of linear-Gaussian controllers: the C-step of GPS (SPEC §6.8, §6.9).
+"""Trajectory optimisation of linear-Gaussian controllers: the C-step of GPS (docs/method.md (62)–(70), (71)–(73)).
 
 Under fitted linear-Gaussian dynamics x_{t+1} ~ N(F_t z_t + f_t, W_t), z = [x; u], and a local
 quadratic cost, the controller minimising
@@ -61,7 +61,7 @@ def forward(dyn, lg):
 
 
 def backward(dyn, Q_tilde, q_tilde, r=None):
-    """Maximum-entropy LQR backward pass on normalised costs (SPEC §6.8).
+    """Maximum-entropy LQR backward pass on normalised costs (docs/method.md (62)–(70)).
 
     Q = Q̃_t + r_t Fᵀ V_{t+1} F,  q = q̃_t + r_t Fᵀ(v_{t+1} + V_{t+1} f);
     K_t = −Q_uu⁻¹ Q_ux,  k_t = −Q_uu⁻¹ q_u,  G_t = Q_uu⁻¹;  V_t = Q_xx + Q_xu K_t,  v_t = q_x + Q_xu k_t.
@@ -118,7 +118,7 @@ class CostTerms(NamedTuple):
 
 
 def cost_terms(cost, prev, *, nu=None, pi_bar=None, lam_k=None):
-    """The terms of the BADMM C-step cost (SPEC §6.8), or of MDGPS with ``nu=None``.
+    """The terms of the BADMM C-step cost (docs/method.md (62)–(70)), or of MDGPS with ``nu=None``.
 
     cv'[u] = cv[u] − λ_k;  A = Cm + ν_t M(K̄, S̄),  a = cv' + ν_t v(K̄, k̄, S̄),  B = M(K̂, Ĝ),
     b = v(K̂, k̂, Ĝ). The dual on the gains, λ_K, is always zero (its rate is 0) and is omitted.
@@ -141,7 +141,7 @@ def cost_terms(cost, prev, *, nu=None, pi_bar=None, lam_k=None):
 
 
 def normalised_cost(terms, eta):
-    """Q̃_t = (A_t + η B_t)/(η + ν_t), q̃_t likewise, r_t = (ν_{t+1} + η)/(ν_t + η) (SPEC §6.8).
+    """Q̃_t = (A_t + η B_t)/(η + ν_t), q̃_t likewise, r_t = (ν_{t+1} + η)/(ν_t + η) (docs/method.md (62)–(70)).
 
     terms : CostTerms (M conditions);  eta : (M,)  ->  Q̃ (M, T, dXU, dXU), q̃ (M, T, dXU), r (M, T−1)
     """
@@ -154,7 +154,7 @@ def normalised_cost(terms, eta):
 
 
 def badmm_cost(cost, eta, prev, *, nu=None, pi_bar=None, lam_k=None):
-    """Normalised per-step cost of the BADMM C-step (SPEC §6.8), or of MDGPS with ``nu=None``.
+    """Normalised per-step cost of the BADMM C-step (docs/method.md (62)–(70)), or of MDGPS with ``nu=None``.
 
     Q̃_t = (Cm + η M(K̂, Ĝ) + ν_t M(K̄, S̄)) / (η + ν_t),  q̃_t likewise with v(·) and cv';
     ``normalised_cost(cost_terms(...), eta)``. Returns Q̃ (M, T, dXU, dXU), q̃ (M, T, dXU), r (M, T−1).

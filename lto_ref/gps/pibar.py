@@ -1,4 +1,4 @@
-"""Linearisation π̄(u | x) = N(K̄_t x + k̄_t, S̄_t) of the neural policy around the samples (SPEC §6.7).
+"""Linearisation π̄(u | x) = N(K̄_t x + k̄_t, S̄_t) of the neural policy around the samples (docs/method.md (59)).
 
 The policy acts on observations o, the controllers on states x; GPS needs the policy in the
 controllers' terms. Per step t, the points [x_{n,t}; μ_θ(o_{n,t})] of the N samples are fitted by

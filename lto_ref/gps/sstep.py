@@ -1,14 +1,15 @@
-"""S-step of GPS: regress the neural policy onto the controllers' actions (SPEC §6.13).
+"""S-step of GPS: regress the neural policy onto the controllers' actions (docs/method.md (81)–(86)).
 
-    min_θ (1/2B) Σ_b (μ̃_b − μ_θ(o_b))ᵀ P̃_b (μ̃_b − μ_θ(o_b))  (+ weight decay)
+    min_θ (1/2B) Σ_b (μ̃_b − μ_θ(o_b))ᵀ P̃_b (μ̃_b − μ_θ(o_b))
 
 over minibatches of all M·N·T sampled (observation, state) pairs, with targets μ̃ from the
-controllers (BADMM: μ̃ = K_t x + k_t − ν_t G_t (λ_K,t x + λ_k,t), the released code's form) and
-precisions P̃ = w·G_t⁻¹ weighted by the BADMM weights ν. Adam (lr 1e-4, batch 25, 20,000 steps [C]).
+controllers (BADMM: μ̃ = K_t x + k_t − ν_t G_t λ_k,t, the released code's form) and precisions
+P̃ = w·G_t⁻¹ weighted by the BADMM weights ν. Adam (lr 1e-4, batch 25; the released code takes
+20,000 steps per S-step, this project 5,000 by default).
 
 The gradient of this loss for the one-hidden-layer network of ``policy`` is written out by hand
-(``loss_and_grad``, checked against autograd in the tests): autograd's per-call overhead makes a
-20,000-step S-step ~25× slower (measured in the closing note of the GPS issue).
+(``loss_and_grad``, checked against autograd in the tests), and Adam works in place: autograd's
+per-call overhead made a 20,000-step S-step about 5× slower (docs/deviations.md).
 """
 from typing import NamedTuple
 
@@ -51,7 +52,7 @@ def adam_init(net):
 def targets(lg, X, *, nu=None, lam_k=None, form="code"):
     """Regression targets μ̃ (M, N, T, dU) and controller precisions P (M, T, dU, dU).
 
-    BADMM (SPEC §6.13, §10 row 17), with the duals λ_k,t (λ_K is always zero and omitted):
+    BADMM (docs/method.md (81)–(82)), with the duals λ_k,t (λ_K is always zero and omitted):
       form="code"        μ̃ = K_t x + k_t − ν_t G_t λ_k,t   (released code)
       form="derivation"  μ̃ = K_t x + k_t − G_t λ_k,t / ν_t (the minimiser of the BADMM
                          Lagrangian's policy terms ν/2‖μ − Kx − k‖²_P + λᵀμ)
@@ -134,7 +135,7 @@ def _adam_update(flat, grad, m, v, t, lr, b1, b2, eps, tmp, step):
 
 def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, lr=1e-4,
             b1=0.9, b2=0.999, eps=1e-8):
-    """Adam on the policy network over minibatches of the pairs (SPEC §6.13).
+    """Adam on the policy network over minibatches of the pairs (docs/method.md (81)–(86)).
 
     Parameters
     ----------
@@ -169,7 +170,7 @@ def regress(rng, policy, O, target, prec, *, state=None, steps=20000, batch=25, 
 
 
 def policy_variance(prec, w):
-    """Σ^π_j = Σ_i w_i / Σ_i w_i (P_i)_jj, the inverse weighted mean precision (SPEC §6.13).
+    """Σ^π_j = Σ_i w_i / Σ_i w_i (P_i)_jj, the inverse weighted mean precision (docs/method.md (81)–(86)).
 
     prec : (P, dU, dU), w : (P,)  ->  (dU,)
     """

@@ -1,4 +1,4 @@
-"""Initial linear-Gaussian controllers: momentum tuned per training function (SPEC §6.3).
+"""Initial linear-Gaussian controllers: momentum tuned per training function (docs/method.md (44)–(47)).
 
 Paper 1 starts GPS from momentum "tuned per function"; the released code searches a grid of
 (γ, μ) per function, scoring each by the objective after T noiseless steps. A controller
@@ -6,11 +6,11 @@ u_t = K x_t + k_t implements heavy-ball momentum on the controllers' state in on
 
 - ``"recursive"`` (default here): u_t = μ Δ_t − γ g_t, with Δ_t = u_{t−1} the newest step in the
   state — exact heavy ball, whatever the number of lags h;
-- ``"truncated"`` [C]: u_t = −γ Σ_{j=0}^{h} μ^j g_{t−j} over the gradient lags in the state.
+- ``"truncated"`` (released code): u_t = −γ Σ_{j=0}^{h} μ^j g_{t−j} over the gradient lags in the state.
 
 k_t = 0 (the paper's "mean equals the momentum step"; ``offset="zero"``) or, as in the released
 code, k_t = K x_0 with x_0 the initial state (``offset="x0"``: a constant extra −γ g_0 in every
-step, also during the grid search); G_t = 0.01·I [C].
+step, also during the grid search); G_t = 0.01·I (released code).
 """
 import numpy as np
 
@@ -19,8 +19,8 @@ from lto_ref.gps import environment, lingauss
 
 __all__ = ["GAMMAS", "MASSES", "momentum_gain", "initial_controllers"]
 
-GAMMAS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)      # [C]
-MASSES = (0.82, 0.84, 0.86, 0.88, 0.90, 0.92)        # [C]
+GAMMAS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)      # (released code)
+MASSES = (0.82, 0.84, 0.86, 0.88, 0.90, 0.92)        # (released code)
 
 
 def momentum_gain(lay, gamma, mass, form="recursive"):
