@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from lto_ref import autodiff, features, objectives, optimizers, policy, rollout, supervised
+from lto_ref import autodiff, features, nets, objectives, optimizers, policy, rollout, supervised
 
 
 def progress(label, total, describe, *, every=1, file=None):
@@ -59,6 +59,30 @@ def logistic_value_and_grad_numpy(x, problems, lam=5e-4):
     r = 0.5 * (1.0 + np.tanh(0.5 * z)) - problems.y                     # σ(z) − y, (n, N)
     g_w = np.einsum("nNi,nN->ni", problems.a, r) / z.shape[1] + lam * w
     return f, np.concatenate([g_w, r.mean(axis=1, keepdims=True)], axis=1)
+
+
+def mlp_value_and_grad_numpy(net, x, inputs, labels):
+    """Hand-written ``nets.loss`` and its gradient for a one-hidden-layer net: f (n,), g (n, P).
+
+    ∂f/∂z = (softmax(z) − onehot(y)) / B; back through W2, the ReLU mask and W1.
+    """
+    p = nets.unflatten(net, x)
+    a = np.matmul(inputs, p["W1"]) + p["b1"][:, None]                  # (n, B, H)
+    h = np.maximum(a, 0.0)
+    z = np.matmul(h, p["W2"]) + p["b2"][:, None]                       # (n, B, C)
+    z_max = z.max(axis=-1, keepdims=True)
+    e = np.exp(z - z_max)
+    s = e.sum(axis=-1, keepdims=True)
+    rows = np.arange(len(labels))
+    f = np.mean(np.log(s[..., 0]) + z_max[..., 0] - z[:, rows, labels], axis=-1)
+    dz = e / s
+    dz[:, rows, labels] -= 1.0
+    dz /= len(labels)
+    dh = np.matmul(dz, np.swapaxes(p["W2"], 1, 2)) * (a > 0)           # (n, B, H)
+    n = x.shape[0]
+    parts = [np.matmul(inputs.T, dh), dh.sum(axis=1), np.matmul(np.swapaxes(h, 1, 2), dz),
+             dz.sum(axis=1)]
+    return f, np.concatenate([q.reshape(n, -1) for q in parts], axis=1)
 
 
 def _interleaved(fns, repeats):

@@ -13,11 +13,15 @@ import numpy as onp
 
 from lto_ref.autodiff import value_and_grad
 
-__all__ = ["Trace", "run", "meta_loss", "gps_cost", "tune", "default_grid",
-           "LR_GRID", "MASS_GRID"]
+__all__ = ["Trace", "MinibatchTrace", "run", "run_minibatch", "meta_loss", "gps_cost", "tune",
+           "tune_minibatch", "default_grid", "minibatch_grid", "LR_GRID", "MASS_GRID",
+           "MINIBATCH_LR_GRID", "MINIBATCH_MASS_GRID"]
 
-LR_GRID = tuple(10.0 ** (-3 + k / 3) for k in range(13))  # γ ∈ {1e-3, …, 10} (docs/method.md (23)–(24))
-MASS_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)               # momentum μ (docs/method.md (23)–(24))
+LR_GRID = tuple(10.0 ** (-3 + k / 3) for k in range(13))  # γ ∈ {1e-3, …, 10} (docs/method.md (24))
+MASS_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)               # momentum μ (docs/method.md (24))
+# paper 2's minibatch baselines (docs/method.md §12): γ ∈ {1e-4, 3e-4, …, 1, 3}
+MINIBATCH_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
+MINIBATCH_MASS_GRID = (0.5, 0.9, 0.95, 0.99)
 
 
 class Trace(NamedTuple):
@@ -86,6 +90,53 @@ def run(optimizer, objective, x0, steps, *, callback=None):
     return Trace(xs=onp.stack(xs), fs=onp.stack(fs), gs=onp.stack(gs), diverged=diverged)
 
 
+class MinibatchTrace(NamedTuple):
+    """A run on a minibatch stream: the true objective at recorded iterations, time-major."""
+    its: onp.ndarray       # (K,) iterations recorded: 0, k, 2k, …, and T
+    fs: onp.ndarray        # (K, n) true objective f(x_t) at those iterations
+    fhat: onp.ndarray      # (T, n) minibatch objective f̂_t(x_t) the optimizer saw
+    x: onp.ndarray         # (n, P) the last iterate x_T
+    diverged: onp.ndarray  # (n,) bool: f̂, ∇f̂ or x became non-finite; frozen from then on
+
+
+def run_minibatch(optimizer, objective, batches, true_objective, x0, *, every=1):
+    """Algorithm 1 on a minibatch stream: step t sees f̂_t and ∇f̂_t on ``batches[t]``.
+
+    Parameters
+    ----------
+    optimizer : optimizers.Optimizer
+    objective : (x (n, P), batch (B,) int) -> f̂ (n,), differentiable by autograd
+    batches : (T, B) int, the minibatch stream (``nets.minibatches``), shared by every method
+    true_objective : x (n, P) -> f (n,), recorded at t = 0, every ``every`` steps and at T
+    x0 : (n, P) starting points
+
+    Returns
+    -------
+    MinibatchTrace
+    """
+    x = _check_run_args(x0, len(batches))
+    if not isinstance(every, (int, onp.integer)) or every < 1:
+        raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    T = len(batches)
+    its = onp.unique(onp.append(onp.arange(0, T + 1, every), T))
+    state, diverged, fs, fhat = optimizer.init(x), onp.zeros(len(x), dtype=bool), [], []
+    with onp.errstate(all="ignore"):
+        for t in range(T + 1):
+            if t in its:
+                fs.append(onp.asarray(true_objective(x), dtype=float))
+            if t == T:
+                break
+            f, g = value_and_grad(lambda z: objective(z, batches[t]), x)
+            diverged |= ~_finite_rows(x, f, g)
+            dx, state = optimizer.step(state, x, f, g)
+            x_new = x + onp.where(diverged[:, None], 0.0, dx)
+            diverged |= ~onp.all(onp.isfinite(x_new), axis=1)
+            x = onp.where(diverged[:, None], x, x_new)
+            fhat.append(f)
+    return MinibatchTrace(its=its, fs=onp.stack(fs), fhat=onp.stack(fhat) if fhat else
+                          onp.zeros((0, len(x))), x=x, diverged=diverged)
+
+
 def _fvals(trace_or_fs):
     fs = trace_or_fs.fs if isinstance(trace_or_fs, Trace) else onp.asarray(trace_or_fs)
     if fs.ndim != 2 or fs.shape[0] < 1:
@@ -124,6 +175,18 @@ def default_grid(name):
     raise ValueError(f"name must be a baseline name, got {name!r}")
 
 
+def minibatch_grid(name):
+    """The tuning grid of baseline ``name`` on paper 2's minibatch objectives: γ over
+    MINIBATCH_LR_GRID; momentum also μ ∈ MINIBATCH_MASS_GRID; RMSprop with decay 0.9."""
+    if name == "momentum":
+        return [{"lr": lr, "mass": m} for lr in MINIBATCH_LR_GRID for m in MINIBATCH_MASS_GRID]
+    if name == "rmsprop":
+        return [{"lr": lr, "decay": 0.9} for lr in MINIBATCH_LR_GRID]
+    if name in ("gd", "conjugate_gradient", "lbfgs", "adam", "adagrad"):
+        return [{"lr": lr} for lr in MINIBATCH_LR_GRID]
+    raise ValueError(f"name must be a baseline name, got {name!r}")
+
+
 def _score(args):
     """Mean meta-loss of one setting; +inf if any problem diverged (module level: picklable)."""
     make_optimizer, params, objective, x0, steps = args
@@ -153,6 +216,11 @@ def tune(make_optimizer, grid, objective, x0, steps=100, *, map_fn=map):
     if not grid:
         raise ValueError("grid must contain at least one setting")
     scores = list(map_fn(_score, [(make_optimizer, p, objective, x0, steps) for p in grid]))
+    return _select(grid, scores)
+
+
+def _select(grid, scores):
+    """(best setting, table): the first minimum, with warnings for a diverged or edge choice."""
     best_i = int(onp.argmin(scores))  # first minimum: ties go to grid order
     if not onp.isfinite(scores[best_i]):
         warnings.warn("every setting of the grid diverged; returning the first", RuntimeWarning)
@@ -162,3 +230,27 @@ def tune(make_optimizer, grid, objective, x0, steps=100, *, map_fn=map):
         if len(values) > 1 and best[key] in (values[0], values[-1]):
             warnings.warn(f"tuned {key}={best[key]} lies on the edge of its grid", RuntimeWarning)
     return best, list(zip(grid, scores))
+
+
+def _score_minibatch(args):
+    """Mean true objective over iterations ≥ 1 of one setting; +inf if any run diverged."""
+    make_optimizer, params, objective, batches, true_objective, x0, every = args
+    trace = run_minibatch(make_optimizer(**params), objective, batches, true_objective, x0,
+                          every=every)
+    if trace.diverged.any() or not onp.all(onp.isfinite(trace.fs)):
+        return float("inf")
+    return float(trace.fs[1:].mean())
+
+
+def tune_minibatch(make_optimizer, grid, objective, batches, true_objective, x0, *, every=1,
+                   map_fn=map):
+    """Grid search on a minibatch stream by the mean true objective over the run (its AUC).
+
+    Arguments as ``run_minibatch`` and ``tune``; returns (best setting, [(setting, score)]).
+    """
+    grid = list(grid)
+    if not grid:
+        raise ValueError("grid must contain at least one setting")
+    scores = list(map_fn(_score_minibatch, [(make_optimizer, p, objective, batches,
+                                             true_objective, x0, every) for p in grid]))
+    return _select(grid, scores)

@@ -1,1 +1,7 @@
-"""Paper figures for lto_ref (paper 1 Figures 1–3 and the blog's figures); filled in by a later issue."""
+"""The papers' figures, regenerated: ``python -m paper_figures`` (see ``__main__``).
+
+Paper 1's Figures 1–3 (``fig1_logistic``, ``fig2_robust``, ``fig3_neural_net``) and the blog's
+two figures (``sl_vs_rl``, ``trajectories_2d``), each a module with ``FULL`` and ``QUICK``
+configurations, ``trainings``, ``compute``, ``plot`` and ``plotted``.
+"""
+FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net", "sl_vs_rl", "trajectories_2d")

@@ -1,6 +1,9 @@
 """python -m paper_figures [NAMES...] [--quick] [--out DIR] [--seed N] [--jobs N] [--retrain]
+                         [--data-dir DIR]
 
-Regenerates paper 1's Figures 1–3 and the blog's two figures, meta-training included. Each
+Regenerates paper 1's Figures 1–3, the blog's two figures and paper 2's figures, meta-training
+included. Paper 2's data sets are looked for in --data-dir, then in the project's data cache,
+then in the offline sources (``python -m lto_ref.data info`` says which are found). Each
 figure's numbers are cached (``DIR/cache``), so re-plotting is instant and an interrupted run
 resumes; ``--retrain`` recomputes everything. Writes DIR/<name>.png, .pdf, .json and
 DIR/CLAIMS.md. ``--jobs N`` (N > 1; default: 2 or the number of cores if fewer) first runs the
@@ -25,9 +28,7 @@ import time
 
 import numpy as np
 
-from paper_figures import _cache, _claims, _train
-
-FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net", "sl_vs_rl", "trajectories_2d")
+from paper_figures import FIGURES, _cache, _claims, _train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,6 +47,7 @@ def _parse(argv):
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="trainings run at once, each in its own process (default 2)")
     p.add_argument("--retrain", action="store_true", help="ignore every cache")
+    p.add_argument("--data-dir", default=None, help="folder with the real data sets (paper 2)")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in FIGURES]
     if unknown:
@@ -111,34 +113,26 @@ def _figure(name, args, ctx):
           file=sys.stderr, flush=True)
 
 
-def _all_claims(args):
-    """(figure, claims) of every figure of this kind (--quick or not) present in --out."""
-    sections = []
-    for name in FIGURES:
-        path = os.path.join(args.out, f"{name}.json")
-        if os.path.exists(path):
-            with open(path) as fh:
-                record = json.load(fh)
-            if record.get("quick") == args.quick:
-                sections.append((name, record["claims"]))
-    return sections
-
-
 def main(argv=None):
     args = _parse(sys.argv[1:] if argv is None else argv)
     import matplotlib
     matplotlib.use("Agg")
     names = args.names or list(FIGURES)
-    ctx = _train.Context(cache=os.path.join(args.out, "cache"), retrain=args.retrain)
+    ctx = _train.Context(cache=os.path.join(args.out, "cache"), retrain=args.retrain,
+                         data_dir=args.data_dir)
     start = time.perf_counter()
-    if args.jobs > 1:
-        with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
-            _pretrain(names, args, ctx, pool)
-        ctx = ctx._replace(retrain=False)           # the pool has just (re)trained everything
-    for name in names:
-        _figure(name, args, ctx)
+    try:
+        if args.jobs > 1:
+            with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+                _pretrain(names, args, ctx, pool)
+            ctx = ctx._replace(retrain=False)       # the pool has just (re)trained everything
+        for name in names:
+            _figure(name, args, ctx)
+    except LookupError as err:                      # a data set that is nowhere to be found
+        print(f"python -m paper_figures: {err}", file=sys.stderr)
+        return 2
     with open(os.path.join(args.out, "CLAIMS.md"), "w") as fh:
-        fh.write(_claims.markdown(_all_claims(args)))
+        fh.write(_claims.markdown(_claims.collect(args.out, args.quick)))
     print(f"all done in {time.perf_counter() - start:.0f} s; figures and CLAIMS.md in "
           f"{args.out}", file=sys.stderr)
     return 0

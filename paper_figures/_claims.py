@@ -1,14 +1,19 @@
-"""The checkable claims of docs/method.md §9: statements (paper)/[B], thresholds (our choice).
+"""The checkable claims of docs/method.md §9: statements of the papers and the blog, our thresholds.
 
 Each check returns a row {"id", "claim", "measured", "reproduced"}; failures are reported with
 their numbers, never tuned away. ``markdown`` renders all rows as CLAIMS.md.
 """
+import json
+import os
+
 import numpy as np
 
-__all__ = ["paper1", "sl_vs_rl", "trajectories_2d", "markdown"]
+from paper_figures import FIGURES
+
+__all__ = ["row", "paper1", "sl_vs_rl", "trajectories_2d", "markdown", "collect"]
 
 
-def _row(cid, claim, measured, ok):
+def row(cid, claim, measured, ok):
     return {"id": cid, "claim": claim, "measured": measured, "reproduced": bool(ok)}
 
 
@@ -27,15 +32,15 @@ def paper1(family, F, mov, div):
         gap = L[T] - F["lbfgs"][T]
         room = L[0] - L[T]
         return [
-            _row("LR-1", "learned below GD, momentum and CG at >= 90% of iterations 1-100",
+            row("LR-1", "learned below GD, momentum and CG at >= 90% of iterations 1-100",
                  f"{100 * frac:.0f}% of iterations", frac >= 0.9),
-            _row("LR-2", "margin largest early: max mean MoV over i <= 30 exceeds MoV at 100",
+            row("LR-2", "margin largest early: max mean MoV over i <= 30 exceeds MoV at 100",
                  f"max {np.max(mov['learned'][:m30 + 1]):.4f} vs {mov['learned'][T]:.4f}",
                  np.max(mov["learned"][:m30 + 1]) > mov["learned"][T]),
-            _row("LR-3", "L-BFGS may end slightly lower: gap at 100 <= 5% of the learned descent",
+            row("LR-3", "L-BFGS may end slightly lower: gap at 100 <= 5% of the learned descent",
                  f"F_learned - F_LBFGS = {gap:.4f}, 5% of descent = {0.05 * room:.4f}",
                  gap <= 0.05 * room),
-            _row("LR-MoV", "positive mean MoV over iterations 1-20 (a check of ours)",
+            row("LR-MoV", "positive mean MoV over iterations 1-20 (a check of ours)",
                  f"{np.mean(mov['learned'][1:m20 + 1]):.4f}",
                  np.mean(mov["learned"][1:m20 + 1]) > 0)]
     if family == "robust_linear_regression":
@@ -43,15 +48,15 @@ def paper1(family, F, mov, div):
         last = int(np.flatnonzero(ahead[1:])[-1]) + 1 if ahead[1:].any() else 0
         others = np.minimum.reduce([F["gd"], F["conjugate_gradient"], F["lbfgs"]])
         return [
-            _row("RR-1", "momentum faster early: F_mom < F_learned for some i <= 20",
+            row("RR-1", "momentum faster early: F_mom < F_learned for some i <= 20",
                  f"{int(np.sum(F['momentum'][1:m20 + 1] < L[1:m20 + 1]))} of {m20} iterations",
                  np.any(F["momentum"][1:m20 + 1] < L[1:m20 + 1])),
-            _row("RR-2", "learned overtakes momentum by ~30: last i with F_mom <= F_learned in "
+            row("RR-2", "learned overtakes momentum by ~30: last i with F_mom <= F_learned in "
                  "[15, 50]", f"last i = {last}", 15 <= last <= 50),
-            _row("RR-3", "learned below GD, CG and L-BFGS at every iteration 1-100",
+            row("RR-3", "learned below GD, CG and L-BFGS at every iteration 1-100",
                  f"{100 * _frac(L[1:e] < others[1:e]):.0f}% of iterations",
                  np.all(L[1:e] < others[1:e])),
-            _row("RR-4", "CG and L-BFGS diverge on >= 50% of test functions",
+            row("RR-4", "CG and L-BFGS diverge on >= 50% of test functions",
                  f"CG {100 * _frac(div['conjugate_gradient']):.0f}%, L-BFGS "
                  f"{100 * _frac(div['lbfgs']):.0f}%",
                  min(_frac(div["conjugate_gradient"]), _frac(div["lbfgs"])) >= 0.5)]
@@ -59,12 +64,12 @@ def paper1(family, F, mov, div):
         d = F["momentum"] - L
         win = mov["learned"][m10:e] > 0
         return [
-            _row("NN-1", "learned best: mean MoV > 0 at >= 90% of iterations 10-100",
+            row("NN-1", "learned best: mean MoV > 0 at >= 90% of iterations 10-100",
                  f"{100 * _frac(win):.0f}% of iterations", _frac(win) >= 0.9),
-            _row("NN-2", "margin over momentum > 0 on 20-100 and at 100 >= half its maximum",
+            row("NN-2", "margin over momentum > 0 on 20-100 and at 100 >= half its maximum",
                  f"min {d[m20:e].min():.4f}, at {T} {d[T]:.4f}, max {d[m20:e].max():.4f}",
                  np.all(d[m20:e] > 0) and d[T] >= 0.5 * d[m20:e].max()),
-            _row("NN-3", "CG and L-BFGS diverge on >= 25% of test functions",
+            row("NN-3", "CG and L-BFGS diverge on >= 25% of test functions",
                  f"CG {100 * _frac(div['conjugate_gradient']):.0f}%, L-BFGS "
                  f"{100 * _frac(div['lbfgs']):.0f}%",
                  min(_frac(div["conjugate_gradient"]), _frac(div["lbfgs"])) >= 0.25)]
@@ -74,24 +79,24 @@ def paper1(family, F, mov, div):
 def sl_vs_rl(sl_train_loss, mom_train_loss, sl_div, rl_div):
     """The blog's SL-vs-RL checks (docs/method.md §9)."""
     return [
-        _row("SL-1", "supervised fits its training functions: 40-step training meta-loss <= "
+        row("SL-1", "supervised fits its training functions: 40-step training meta-loss <= "
              "tuned momentum's", f"{sl_train_loss:.3f} vs {mom_train_loss:.3f}",
              sl_train_loss <= mom_train_loss),
-        _row("SL-2", "supervised diverges on >= 50% of test functions",
+        row("SL-2", "supervised diverges on >= 50% of test functions",
              f"{100 * _frac(sl_div):.0f}%", _frac(sl_div) >= 0.5),
-        _row("RL-1", "GPS diverges on <= 10% of test functions", f"{100 * _frac(rl_div):.0f}%",
+        row("RL-1", "GPS diverges on <= 10% of test functions", f"{100 * _frac(rl_div):.0f}%",
              _frac(rl_div) <= 0.1)]
 
 
 def trajectories_2d(step_ratio, rise_ok, slow_win):
     """The blog's 2-D trajectory checks (docs/method.md §9) from per-function measurements."""
     return [
-        _row("2D-1", "much larger steps: learned mean |dx| over iterations 0-9 exceeds every "
+        row("2D-1", "much larger steps: learned mean ‖Δx‖ over iterations 0-9 exceeds every "
              "baseline's on >= 75% of test functions", f"{100 * _frac(step_ratio > 1):.0f}%",
              _frac(step_ratio > 1) >= 0.75),
-        _row("2D-2", "overshoot then recovery: f rises within the first 5 steps, never after "
+        row("2D-2", "overshoot then recovery: f rises within the first 5 steps, never after "
              "(some function)", f"{int(np.sum(rise_ok))} functions", np.any(rise_ok)),
-        _row("2D-3", "vanishing gradients: in the lowest quartile of |g_0| the learned f(x_20) "
+        row("2D-3", "vanishing gradients: in the lowest quartile of ‖g_0‖ the learned f(x_20) "
              "is below every baseline's on >= 75%", f"{100 * _frac(slow_win):.0f}%",
              _frac(slow_win) >= 0.75)]
 
@@ -104,3 +109,16 @@ def markdown(sections):
         lines += [f"| {figure} | {r['id']} | {r['claim']} | {r['measured']} | "
                   f"{'yes' if r['reproduced'] else 'no'} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def collect(folder, quick=False):
+    """(figure, claims) of every figure JSON in ``folder`` made with ``--quick`` or not."""
+    sections = []
+    for name in FIGURES:
+        path = os.path.join(folder, f"{name}.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                record = json.load(fh)
+            if record.get("quick") == quick:
+                sections.append((name, record["claims"]))
+    return sections

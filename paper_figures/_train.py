@@ -20,15 +20,17 @@ import numpy as np
 from lto_ref import benchmark, gps, io, policy as policy_lib, supervised
 from lto_ref.analysis import stabilise
 
-__all__ = ["Context", "gps_policy", "supervised_policy", "run_job"]
+__all__ = ["Context", "gps_policy", "supervised_policy", "l2l_params", "run_job"]
 
 
 class Context(NamedTuple):
-    """Where and how figures compute: cache folder, --retrain, the trainers' map_fn, progress."""
+    """Where and how figures compute: cache folder, --retrain, the trainers' map_fn, progress,
+    and --data-dir (paper 2's data sets; ``data.find`` looks there first)."""
     cache: str
     retrain: bool = False
     map_fn: object = map
     progress: bool = True
+    data_dir: object = None
 
 
 def _name(kind, family, x0, cfg, seed):
@@ -118,19 +120,48 @@ def supervised_policy(family, problems, x0, cfg, seed, ctx):
                   seed=seed, H=cfg.H)
 
 
-def run_job(job):
-    """Train one policy into the cache: job = ("gps", ctx, family name, n_train, cfg, seed,
-    stabilised) or ("sl", ctx, family name, n_train, cfg, seed).
+def l2l_params(problem, cfg, seed, ctx):
+    """L2LBGDBGD meta-trained on ``problem`` (paper 2's MNIST objective): (params, {log: array})."""
+    from lto_ref import l2l
+    from paper_figures import _paper2
+    obj = _paper2.objective(problem, ctx.data_dir)
+    record = json.dumps({"problem": gps.config_record(problem), "config": gps.config_record(cfg),
+                         "seed": seed, "data": obj.description}, sort_keys=True)
+    path = os.path.join(ctx.cache, "policies",
+                        f"l2l_{problem.data}_{hashlib.sha256(record.encode()).hexdigest()[:10]}")
+    if not ctx.retrain and os.path.exists(io.paths(path)[1]) and \
+            os.path.exists(io.paths(path + "_log")[1]):
+        try:
+            return l2l.load(path)[0], io.load_arrays(path + "_log")[0]
+        except ValueError:
+            pass
+    _say(ctx, f"  L2LBGDBGD on {obj.name}: {cfg.epochs} epochs ({obj.description})")
+    callback = (benchmark.progress("  L2LBGDBGD unroll", cfg.epochs * (cfg.T // cfg.unroll),
+                                   lambda row: f"meta-loss {row.meta_loss:.3f}", every=100)
+                if ctx.progress else None)
+    params, log = l2l.train(obj.net, obj.inputs, obj.labels, cfg, seed=seed, callback=callback)
+    arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}
+    io.save_arrays(path + "_log", arrays, {"kind": "l2l_log"})
+    l2l.save(path, params, data=obj.description, seed=seed)
+    return params, arrays
 
-    Module level and picklable, so independent trainings can run in a process pool.
+
+def run_job(job):
+    """Train one policy into the cache. job = ("gps", ctx, family name, n_train, cfg, seed,
+    stabilised), ("sl", ctx, family name, n_train, cfg, seed) or ("l2l", ctx, problem, cfg,
+    seed). Module level and picklable, so independent trainings can run in a process pool.
     """
     from lto_ref import objectives
-    kind, ctx, family_name, n_train, *args = job
+    kind, ctx, *args = job
+    if kind == "l2l":
+        l2l_params(*args, ctx)
+        return kind, args[0].data
+    family_name, n_train, *rest = args
     family = objectives.family_by_name(family_name)
     train, x0 = objectives.split_data(family, objectives.TRAIN, n_train)
     if kind == "gps":
-        cfg, seed, stabilised = args
+        cfg, seed, stabilised = rest
         gps_policy(family, train, x0, cfg, seed, ctx, stabilised=stabilised)
     else:
-        supervised_policy(family, train, x0, *args, ctx)
+        supervised_policy(family, train, x0, *rest, ctx)
     return kind, family_name

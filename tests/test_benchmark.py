@@ -4,7 +4,7 @@ import functools
 import numpy as np
 from hypothesis import given, strategies as st
 
-from lto_ref import autodiff, benchmark, objectives
+from lto_ref import autodiff, benchmark, nets, objectives
 
 
 @given(st.integers(0, 10**6), st.floats(0.1, 10.0))
@@ -14,6 +14,18 @@ def test_hand_written_logistic_gradient_matches_autograd(seed, scale):
     x = scale * x0
     f, g = benchmark.logistic_value_and_grad_numpy(x, problems)
     f_ag, g_ag = autodiff.value_and_grad(functools.partial(fam.loss, problems=problems), x)
+    np.testing.assert_allclose(f, f_ag, rtol=1e-12)
+    np.testing.assert_allclose(g, g_ag, rtol=1e-9, atol=1e-12)
+
+
+@given(st.integers(0, 10**6), st.integers(1, 3))
+def test_hand_written_mlp_gradient_matches_autograd(seed, n):
+    rng = np.random.default_rng(seed)
+    net = nets.mlp(5, 7, 4)
+    x, inputs, labels = rng.standard_normal((n, net.dim)), rng.standard_normal((6, 5)), \
+        rng.integers(0, 4, 6)
+    f, g = benchmark.mlp_value_and_grad_numpy(net, x, inputs, labels)
+    f_ag, g_ag = autodiff.value_and_grad(lambda z: nets.loss(net, z, inputs, labels), x)
     np.testing.assert_allclose(f, f_ag, rtol=1e-12)
     np.testing.assert_allclose(g, g_ag, rtol=1e-9, atol=1e-12)
 
