@@ -111,7 +111,7 @@ def margin_of_victory(curves):
 
 
 def win_fraction(curves):
-    """Fraction of test functions on which each method is lowest, ties splitting the credit (§8.3).
+    """Fraction of test functions on which each method is lowest, ties splitting the credit (docs/method.md (95)).
 
     W_a(i) = (1/n) Σ_f 1[a ∈ B_f(i)] / |B_f(i)|, B_f(i) = {b : f_b(i; f) = min_c f_c(i; f)}, so
     Σ_a W_a(i) = 1. Exact ties only. Non-finite values are replaced first (see ``sanitize``).

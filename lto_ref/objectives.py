@@ -105,7 +105,8 @@ def _gaussian_points(rng, mean_dim, n_points):
 
 
 def _sample_two_gaussians(rng, n, d_in, per_class=50):
-    """LR / LR2D data: class c ∈ {0, 1}, 50 points each from N(μ_c, A_c A_cᵀ) (docs/method.md (3)–(4), §2.4)."""
+    """LR / LR2D data: class c ∈ {0, 1}, 50 points each from N(μ_c, A_c A_cᵀ) (docs/method.md (4),
+    §2.4)."""
     _check_n(n)
     a = onp.stack([onp.concatenate([_gaussian_points(rng, d_in, per_class) for _ in range(2)])
                    for _ in range(n)])

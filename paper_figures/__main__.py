@@ -129,6 +129,8 @@ def main(argv=None):
         for name in names:
             _figure(name, args, ctx)
     except LookupError as err:                      # a data set that is nowhere to be found
+        if isinstance(err, (KeyError, IndexError)):  # … not a programming error
+            raise
         print(f"python -m paper_figures: {err}", file=sys.stderr)
         return 2
     with open(os.path.join(args.out, "CLAIMS.md"), "w") as fh:

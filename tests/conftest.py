@@ -4,12 +4,14 @@
 default. Seeds come from strategies (``seeds``) and become generators with ``rng_from``, never
 the global RNG.
 """
+import gzip
 import os
+import struct
 
 import numpy as np
 from hypothesis import settings, strategies as st
 
-from lto_ref import policy
+from lto_ref import data, policy
 from lto_ref.gps import cost, dynamics, lingauss
 
 settings.register_profile("dev", max_examples=25, deadline=None)
@@ -62,3 +64,47 @@ def random_policy(rng, dO, dU, *, hidden=7, activation="softplus", weight_scale=
     if whitening:
         pol = pol._replace(shift=rng.standard_normal(dO), scale=rng.uniform(0.5, 2, dO))
     return pol
+
+
+# data files written from the published format descriptions, independent of the readers
+
+def idx_bytes(array, magic):
+    """IDX: big-endian uint32 magic, one big-endian uint32 per dimension, then the uint8 data."""
+    array = np.asarray(array, dtype=np.uint8)
+    return struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.tobytes()
+
+
+def write(path, raw, gz=False):
+    with open(path, "wb") as fh:
+        fh.write(gzip.compress(raw) if gz else raw)
+    return str(path)
+
+
+def write_idx_pair(folder, images, labels, prefix="train", gz=True, sep="-"):
+    """images (N, rows, cols), labels (N,) as {prefix}-images-idx3-ubyte[.gz] and labels."""
+    os.makedirs(folder, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    return (write(os.path.join(folder, f"{prefix}-images{sep}idx3-ubyte{suffix}"),
+                  idx_bytes(images, 2051), gz),
+            write(os.path.join(folder, f"{prefix}-labels{sep}idx1-ubyte{suffix}"),
+                  idx_bytes(labels, 2049), gz))
+
+
+def cifar_bytes(labels, pixels):
+    """CIFAR binary: per record the label byte(s), then 3,072 pixel bytes. labels (N, k)."""
+    return b"".join(bytes(int(v) for v in lab) + pix.astype(np.uint8).tobytes()
+                    for lab, pix in zip(labels, pixels))
+
+
+def csv_text(pixels, labels):
+    return "".join(",".join(str(int(v)) for v in row) + f",{int(y)}\n"
+                   for row, y in zip(pixels, labels))
+
+
+def fake_fashion(rng, per_class, D=784, part=0):
+    """10 classes × per_class distinct images, shuffled; bytes 0-2 encode (part, index)."""
+    n = 10 * per_class
+    labels = rng.permutation(np.repeat(np.arange(10), per_class))
+    pixels = rng.integers(0, 256, (n, D), dtype=np.uint8)
+    pixels[:, 0], pixels[:, 1], pixels[:, 2] = part, np.arange(n) // 256, np.arange(n) % 256
+    return data.Images(pixels, labels.astype(np.int64), 10, "fashion_mnist", f"fake{part}", False)

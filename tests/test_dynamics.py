@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import rng_from, seeds
-from lto_ref import autodiff, features, objectives, optimizers, rollout
+from lto_ref import features, objectives, optimizers, rollout
 from lto_ref.gps import dynamics as D, environment as E, gmm as G
 
 

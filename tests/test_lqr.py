@@ -6,7 +6,7 @@ import numpy as np
 import scipy.linalg
 from hypothesis import given, settings, strategies as st
 
-from conftest import random_controller, random_cost, random_dynamics, random_spd, rng_from, seeds
+from conftest import random_controller, random_cost, random_dynamics, rng_from, seeds
 from lto_ref.gps import eta_search, lingauss as LG, lqr
 
 sizes = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 3), st.integers(1, 5))

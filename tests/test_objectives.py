@@ -2,7 +2,7 @@
 
 Oracles are written here from the formulas of docs/method.md §2, not from the module: per-point loop references
 of every loss, log 2 at x = 0, the quadratic's and the logistic loss's closed-form gradients,
-central finite differences, and the §2.6 seeding and draw order replayed by hand.
+central finite differences, and the docs/method.md (10) seeding and draw order replayed by hand.
 """
 import math
 
@@ -45,7 +45,7 @@ def log_sigmoid(z):
     return -math.log1p(math.exp(-z)) if z >= 0 else z - math.log1p(math.exp(z))
 
 
-def ref_logistic(x, a, y, lam=5e-4):  # the cross-entropy form of §2.1
+def ref_logistic(x, a, y, lam=5e-4):  # the cross-entropy form of (3)
     w, b, total = x[:-1], x[-1], 0.0
     for ai, yi in zip(a, y):
         z = sum(wk * ak for wk, ak in zip(w, ai)) + b
@@ -53,12 +53,12 @@ def ref_logistic(x, a, y, lam=5e-4):  # the cross-entropy form of §2.1
     return total / len(y) + 0.5 * lam * sum(wk * wk for wk in w)
 
 
-def ref_robust(x, a, y, c=1.0):  # Geman–McClure, §2.2
+def ref_robust(x, a, y, c=1.0):  # Geman–McClure, (5)
     rs = [yi - sum(wk * ak for wk, ak in zip(x[:-1], ai)) - x[-1] for ai, yi in zip(a, y)]
     return sum(r * r / (c * c + r * r) for r in rs) / len(rs)
 
 
-def net_preactivations(x, a):  # §2.3 layout: x[0:4] = W row-major, x[4:6] = b
+def net_preactivations(x, a):  # (8) layout: x[0:4] = W row-major, x[4:6] = b
     return [[x[2 * k] * ai[0] + x[2 * k + 1] * ai[1] + x[4 + k] for k in (0, 1)] for ai in a]
 
 
@@ -159,7 +159,7 @@ def test_permuting_hidden_units_leaves_loss_unchanged(seed, perm_seed, h):
     fam = obj.two_layer_net(hidden=h)
     p, x = draw(fam, seed)
     n, perm = len(x), rng_from(perm_seed).permutation(h)
-    W, b = x[:, :2 * h].reshape(n, h, 2), x[:, 2 * h:3 * h]  # §2.3 layout, row-major
+    W, b = x[:, :2 * h].reshape(n, h, 2), x[:, 2 * h:3 * h]  # (8) layout, row-major
     U, c = x[:, 3 * h:5 * h].reshape(n, 2, h), x[:, 5 * h:]
     x_perm = np.concatenate([W[:, perm].reshape(n, -1), b[:, perm],
                              U[:, :, perm].reshape(n, -1), c], axis=1)

@@ -2,7 +2,6 @@
 golden traces derived by hand, and convergence facts on quadratics (STYLE §6, items 11–15)."""
 import functools
 
-import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -107,3 +107,16 @@ def test_claims_table_reports_failures_with_numbers():
     assert [r["reproduced"] for r in rows] == [False, True, True]
     table = _claims.markdown([("sl_vs_rl", rows)])
     assert "| sl_vs_rl | SL-1 |" in table and "5.000 vs 4.000 | no |" in table
+
+
+def test_readme_claims_table_is_the_committed_results():
+    """The README shows what ``paper_figures/results`` holds (``python -m paper_figures.readme``)."""
+    from paper_figures import readme
+    root = os.path.join(os.path.dirname(__file__), "..")
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    results = os.path.join(root, "paper_figures", "results")
+    assert readme.update(text, results) == text
+    assert "| LR-1 |" in readme.table(results)
+    with pytest.raises(ValueError, match="claims"):
+        readme.update("no markers here", results)

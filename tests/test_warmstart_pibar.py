@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import rng_from, seeds
 from lto_ref import autodiff, objectives, optimizers, rollout
-from lto_ref.gps import dynamics, environment as E, gmm, pibar, warmstart as W
+from lto_ref.gps import environment as E, gmm, pibar, warmstart as W
 
 
 def _lr(n, seed=0):

@@ -1,4 +1,4 @@
-"""Fitting the local linear-Gaussian dynamics of each condition (docs/method.md (50)–(58), option 2 of §6.16).
+"""Fitting the local linear-Gaussian dynamics of each condition (docs/method.md §7.5, (50)–(58)).
 
 Only the d + 1 unknown entries n_{t+1} = [δ_{t+1}; g_{t+1}] of the next state are regressed on
 z_t = [x_t; u_t]; the other rows of the transition are the exact shift of ``environment.structure``::

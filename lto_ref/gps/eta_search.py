@@ -1,4 +1,4 @@
-"""The η dual search of the C-step: KL(p_new ‖ p̂) ≈ ε per condition (docs/method.md (62)–(70) non-PD fix, §6.9).
+"""The η dual search of the C-step: KL(p_new ‖ p̂) ≈ ε per condition (docs/method.md (70)–(73)).
 
 KL(η) falls monotonically from the unconstrained LQR solution (η → 0) to 0 (η → ∞, the previous
 controller). Each trial is a backward and a forward pass of every condition still searching.

@@ -134,9 +134,9 @@ def _sample(rng, family, problems, x0, state, cfg, lay):
 
 
 def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
-    """One GPS iteration (docs/method.md §7.4 for BADMM, §6.15 for MDGPS): (new state, LogRow)."""
+    """One GPS iteration (docs/method.md §7.4 for BADMM, §7.14 for MDGPS): (new state, LogRow)."""
     t0 = time.perf_counter()
-    i, (M, dU), N = state.iteration, x0.shape, cfg.samples
+    i, dU = state.iteration, x0.shape[1]
     lay = environment.layout(dU, cfg.H, cfg.h)
     r_sample, r_dyn, r_pibar, r_sstep = np.random.default_rng(
         np.random.SeedSequence([seed, i])).spawn(4)

@@ -36,7 +36,7 @@ def _mv(A, x):
 
 
 def forward(dyn, lg):
-    """State-action marginals z_t ~ N(mu_t, sigma_t) of controller ``lg`` under ``dyn`` (§6.8).
+    """State-action marginals z_t ~ N(mu_t, sigma_t) of controller ``lg`` under ``dyn`` (docs/method.md (69)).
 
     Returns mu : (M, T, dX+dU), sigma : (M, T, dX+dU, dX+dU), both symmetrised.
     """

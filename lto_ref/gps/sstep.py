@@ -69,7 +69,7 @@ def targets(lg, X, *, nu=None, lam_k=None, form="code"):
 
 
 def weights(nu, N):
-    """Per-sample weights from ν (M, T): normalised to mean 1, clipped at twice the median (§6.13).
+    """Per-sample weights from ν (M, T): normalised to mean 1, clipped at twice the median (docs/method.md (83)).
 
     Returns w (M, N, T).
     """
