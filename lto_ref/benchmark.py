@@ -158,6 +158,44 @@ def bench_gps(M, algorithm, iterations):
     return log, total, {k: v.mean(axis=1) for k, v in curves.items()}
 
 
+def bench_paper2(repeats, tune=True):
+    """Paper 2 on the MNIST objective (48-48-10, minibatch 64, 400 steps; ``data.find``):
+    autograd against the hand-written MLP gradient, one Adam run with the true objective every
+    step, tuning the seven hand-designed baselines, one L2LBGDBGD meta-training epoch."""
+    from lto_ref import data, l2l
+    images, source = data.find("mnist")
+    inputs, labels = data.preprocess(images, 48)
+    net, rng = nets.mlp(48, 48, 10), np.random.default_rng(0)
+    batches = nets.minibatches(rng, len(labels), 64, 400)
+    out = {"source": source}
+    for n in (1, 20):
+        x = nets.init(rng, net, n)
+        b = batches[0]
+        loss = functools.partial(nets.loss, net, inputs=inputs[b], labels=labels[b])
+        t = _interleaved({"autograd": lambda: autodiff.value_and_grad(loss, x),
+                          "numpy": lambda: mlp_value_and_grad_numpy(net, x, inputs[b],
+                                                                    labels[b])}, repeats)
+        out[f"grad_n{n}"] = (t["autograd"], t["numpy"])
+    minibatch = lambda x, b: nets.loss(net, x, inputs[b], labels[b])  # noqa: E731
+    full = functools.partial(nets.loss, net, inputs=inputs, labels=labels)
+    x0 = nets.init(rng, net, 1)
+    t0 = time.perf_counter()
+    rollout.run_minibatch(optimizers.adam(1e-2), minibatch, batches, full, x0, every=1)
+    out["adam_run"] = time.perf_counter() - t0
+    if tune:
+        t0, x3 = time.perf_counter(), nets.init(rng, net, 3)
+        for name in ("gd", "momentum", "conjugate_gradient", "lbfgs", "adam", "adagrad",
+                     "rmsprop"):
+            rollout.tune_minibatch(functools.partial(optimizers.by_name, name),
+                                   rollout.minibatch_grid(name), minibatch, batches, full, x3)
+        out["tuning"] = time.perf_counter() - t0
+    stamps = []
+    l2l.train(net, inputs, labels, l2l.Config(epochs=2), callback=lambda i, row: stamps.append(
+        time.perf_counter()))
+    out["l2l_epoch"] = stamps[-1] - stamps[19]        # the second epoch's 20 unrolls
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lto_ref.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,6 +208,8 @@ def main(argv=None):
                         help="also train GPS on M LR functions and evaluate it (0 skips)")
     parser.add_argument("--algorithm", choices=("badmm", "mdgps"), default="badmm")
     parser.add_argument("--gps-iterations", type=int, default=10)
+    parser.add_argument("--paper2", action="store_true",
+                        help="also time paper 2's MNIST objective, baselines and L2LBGDBGD")
     args = parser.parse_args(argv)
     if (args.problems < 1 or args.repeats < 1 or args.steps < 1 or args.sl_iterations < 0
             or args.gps < 0 or args.gps_iterations < 1):
@@ -200,6 +240,20 @@ def main(argv=None):
         print(f"  policy's 40-step cost     {np.round(log.policy_cost, 3).tolist()}")
         for name, f in F.items():
             print(f"  held-out mean f at 10/40/100: {name:<9} {f[10]:.4f} {f[40]:.4f} {f[100]:.4f}")
+    if args.paper2:
+        _print_paper2(bench_paper2(args.repeats))
+
+
+def _print_paper2(p):
+    print(f"paper 2, MNIST 48-48-10, minibatch 64 ({p['source']})")
+    for n in (1, 20):
+        a, b = p[f"grad_n{n}"]
+        print(f"  loss+gradient, {n} nets: autograd {1e3 * a:.2f} ms   numpy {1e3 * b:.2f} ms   "
+              f"ratio {a / b:.2f}x")
+    print(f"  400 Adam steps, true objective every step: {p['adam_run']:.2f} s")
+    if "tuning" in p:
+        print(f"  tuning the seven baselines (100 settings, 3 x0, 400 steps): {p['tuning']:.0f} s")
+    print(f"  one L2LBGDBGD meta-training epoch (20 unrolls of 20 steps): {p['l2l_epoch']:.2f} s")
 
 
 if __name__ == "__main__":

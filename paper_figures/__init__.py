@@ -4,4 +4,5 @@ Paper 1's Figures 1–3 (``fig1_logistic``, ``fig2_robust``, ``fig3_neural_net``
 two figures (``sl_vs_rl``, ``trajectories_2d``), each a module with ``FULL`` and ``QUICK``
 configurations, ``trainings``, ``compute``, ``plot`` and ``plotted``.
 """
-FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net", "sl_vs_rl", "trajectories_2d")
+FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net", "sl_vs_rl", "trajectories_2d",
+           "paper2_baselines")

@@ -103,7 +103,7 @@ def trajectories_2d(step_ratio, rise_ok, slow_win):
 
 def markdown(sections):
     """CLAIMS.md: one table row per claim. sections : list of (figure name, rows)."""
-    lines = ["# Claims of paper 1 and the blog, as reproduced by `python -m paper_figures`", "",
+    lines = ["# Claims of the papers and the blog, as reproduced by `python -m paper_figures`", "",
              "| figure | claim | statement | measured | reproduced |", "|---|---|---|---|---|"]
     for figure, rows in sections:
         lines += [f"| {figure} | {r['id']} | {r['claim']} | {r['measured']} | "

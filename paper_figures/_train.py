@@ -137,7 +137,7 @@ def l2l_params(problem, cfg, seed, ctx):
             pass
     _say(ctx, f"  L2LBGDBGD on {obj.name}: {cfg.epochs} epochs ({obj.description})")
     callback = (benchmark.progress("  L2LBGDBGD unroll", cfg.epochs * (cfg.T // cfg.unroll),
-                                   lambda row: f"meta-loss {row.meta_loss:.3f}", every=100)
+                                   lambda row: f"meta-loss {row.loss:.3f}", every=100)
                 if ctx.progress else None)
     params, log = l2l.train(obj.net, obj.inputs, obj.labels, cfg, seed=seed, callback=callback)
     arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}

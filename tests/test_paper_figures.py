@@ -11,10 +11,24 @@ from paper_figures import _claims
 KEYS = {"figure", "quick", "config", "plotted", "claims"}
 
 
+def _have_offline_data():
+    from lto_ref import data
+    try:
+        data.find("mnist"), data.find("tfd")
+    except LookupError:
+        return False
+    return True
+
+
+# paper 2's figures need data: CI installs the offline sources; elsewhere they are skipped
+NAMES = cli.FIGURES if _have_offline_data() else tuple(n for n in cli.FIGURES
+                                                        if not n.startswith("paper2"))
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("figures")
-    assert cli.main(["--quick", "--out", str(out)]) == 0
+    assert cli.main(["--quick", "--out", str(out), *NAMES]) == 0
     return out
 
 
@@ -27,12 +41,18 @@ def _finite_numbers(node):
 
 
 def test_quick_run_writes_every_figure_with_finite_curves(quick_run):
-    for name in cli.FIGURES:
+    for name in NAMES:
         for ext in ("png", "pdf", "json"):
             assert os.path.getsize(quick_run / f"{name}.{ext}") > 0
         record = json.loads((quick_run / f"{name}.json").read_text())
         assert KEYS <= set(record) and record["figure"] == name and record["quick"] is True
-        assert _finite_numbers(record["plotted"]), name
+        if name.startswith("paper2"):        # a diverged run's curve may end: finite otherwise
+            plotted = record["plotted"]
+            for data_set, flags in plotted["diverged"].items():
+                assert all(_finite_numbers(plotted[data_set][m]) for m, v in flags.items()
+                           if v == 0), (name, data_set)
+        else:
+            assert _finite_numbers(record["plotted"]), name
         assert all({"id", "claim", "measured", "reproduced"} <= set(c) for c in record["claims"])
     claims = (quick_run / "CLAIMS.md").read_text()
     for cid in ("LR-1", "RR-4", "NN-3", "SL-2", "2D-3"):
@@ -40,7 +60,7 @@ def test_quick_run_writes_every_figure_with_finite_curves(quick_run):
 
 
 def test_second_run_replots_from_the_cache_with_the_same_numbers(quick_run, capsys):
-    before = {n: (quick_run / f"{n}.json").read_text() for n in cli.FIGURES}
+    before = {n: (quick_run / f"{n}.json").read_text() for n in NAMES}
     assert cli.main(["--quick", "--out", str(quick_run), "trajectories_2d", "sl_vs_rl"]) == 0
     assert capsys.readouterr().err.count("(from cache)") == 2
     for n in ("trajectories_2d", "sl_vs_rl"):
