@@ -20,7 +20,7 @@ import numpy as np
 from lto_ref import benchmark, gps, io, policy as policy_lib, supervised
 from lto_ref.analysis import stabilise
 
-__all__ = ["Context", "gps_policy", "supervised_policy", "l2l_params", "run_job"]
+__all__ = ["Context", "say", "gps_policy", "supervised_policy", "l2l_params", "run_job"]
 
 
 class Context(NamedTuple):
@@ -59,7 +59,8 @@ def _store(path, pol, log, kind, **meta):
     return pol, arrays
 
 
-def _say(ctx, text):
+def say(ctx, text):
+    """Print a progress line (stderr) unless ``ctx.progress`` is off."""
     if ctx.progress:
         print(text, file=sys.stderr, flush=True)
 
@@ -76,7 +77,7 @@ def gps_policy(family, problems, x0, cfg, seed, ctx, *, stabilised=False):
     if found is None:
         if ctx.retrain:
             shutil.rmtree(checkpoint, ignore_errors=True)
-        _say(ctx, f"  GPS ({cfg.algorithm}) on {x0.shape[0]} {family.name} functions, "
+        say(ctx, f"  GPS ({cfg.algorithm}) on {x0.shape[0]} {family.name} functions, "
                   f"{cfg.iterations} iterations")
         callback = (benchmark.progress(f"  GPS {family.name}", cfg.iterations,
                                        benchmark.describe_gps) if ctx.progress else None)
@@ -96,7 +97,7 @@ def _stabilised(family, problems, x0, cfg, found, path, ctx):
     start = time.perf_counter()
     new, info = stabilise.stabilise(pol, family, problems, x0, H=cfg.H, h=cfg.h, T=cfg.T)
     r = info["r"]
-    _say(ctx, f"  rest-stability projection: ρ > {r} on {np.sum(info['rho_before'] > r)} → "
+    say(ctx, f"  rest-stability projection: ρ > {r} on {np.sum(info['rho_before'] > r)} → "
               f"{np.sum(info['rho_after'] > r)} of {x0.shape[0]} training functions (Hessians "
               f"× {info['margin']}), {info['nit']} L-BFGS iterations, "
               f"{time.perf_counter() - start:.0f} s")
@@ -135,7 +136,7 @@ def l2l_params(problem, cfg, seed, ctx):
             return l2l.load(path)[0], io.load_arrays(path + "_log")[0]
         except ValueError:
             pass
-    _say(ctx, f"  L2LBGDBGD on {obj.name}: {cfg.epochs} epochs ({obj.description})")
+    say(ctx, f"  L2LBGDBGD on {obj.name}: {cfg.epochs} epochs ({obj.description})")
     callback = (benchmark.progress("  L2LBGDBGD unroll", cfg.epochs * (cfg.T // cfg.unroll),
                                    lambda row: f"meta-loss {row.loss:.3f}", every=100)
                 if ctx.progress else None)

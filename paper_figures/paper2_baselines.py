@@ -42,6 +42,7 @@ def trainings(cfg, ctx):
 def compute(cfg, ctx):
     """Curves {data set: (K, S) per method}, the tuned table, L2L's meta-loss and checks."""
     mnist = _paper2.objective(cfg.problem, ctx.data_dir)
+    _train.say(ctx, f"  data {mnist.description}")
     tuned, tables = _paper2.tune_baselines(cfg.problem, mnist, cfg.tune_seeds)
     params, l2l_log = _train.l2l_params(cfg.problem, cfg.l2l_config, cfg.seed, ctx)
     methods = {name: optimizers.by_name(name, **tuned[name]) for name in _paper2.BASELINES}
@@ -50,6 +51,8 @@ def compute(cfg, ctx):
     for name in cfg.tests:
         problem = dataclasses.replace(cfg.problem, data=name)
         obj = mnist if name == "mnist" else _paper2.objective(problem, ctx.data_dir)
+        if obj is not mnist:
+            _train.say(ctx, f"  data {obj.description}")
         curves, diverged, its = _paper2.run_methods(problem, obj, methods, cfg.seeds)
         arrays[f"{name}_curves"] = np.stack([curves[m] for m in METHODS])     # (K_m, T', S)
         arrays[f"{name}_diverged"] = np.stack([diverged[m] for m in METHODS]).astype(float)
