@@ -152,14 +152,18 @@ def test_fresh_state_and_read_out_scale():
 
 # ------------------------------------------------------------------------ the meta-gradient
 
+def _unroll_setup(seed, P, n_batches, n=2):
+    """(rng, n, P, objective, f_and_g, θ, batches (n_batches, 3)) of the unroll tests."""
+    rng = rng_from(seed)
+    objective, f_and_g = _quadratics(rng, P)
+    params = l2l.init(rng, TINY)
+    return rng, n, P, objective, f_and_g, params, rng.integers(0, 8, (n_batches, 3))
+
+
 @settings(max_examples=3)
 @given(seeds)
 def test_meta_gradient_is_that_of_the_loss_with_optimizee_gradients_held_fixed(seed):
-    rng = rng_from(seed)
-    n, P = 2, 3
-    objective, f_and_g = _quadratics(rng, P)
-    params = l2l.init(rng, TINY)
-    batches = rng.integers(0, 8, (TINY.unroll + 1, 3))
+    rng, n, P, objective, f_and_g, params, batches = _unroll_setup(seed, 3, TINY.unroll + 1)
     carry, hs, cs = _random_carry(rng, n, P, TINY, f_and_g, batches[0])
     L, grad, end = l2l.unroll_grad(params, carry, objective, batches[1:], TINY)
     L_ref, read, x, hs_end, cs_end = _ref_unroll(params, carry.x, hs, cs, carry.g, batches[1:],
@@ -185,11 +189,7 @@ def test_meta_gradient_is_that_of_the_loss_with_optimizee_gradients_held_fixed(s
 @settings(max_examples=10)
 @given(seeds)
 def test_two_unrolls_equal_one_run_of_the_optimizer(seed):
-    rng = rng_from(seed)
-    n, P = 2, 4
-    objective, _ = _quadratics(rng, P)
-    params = l2l.init(rng, TINY)
-    batches = rng.integers(0, 8, (2 * TINY.unroll + 1, 3))
+    rng, n, P, objective, _, params, batches = _unroll_setup(seed, 4, 2 * TINY.unroll + 1)
     x0 = rng.standard_normal((n, P))
     carry = l2l.start(x0, objective, batches[0], TINY)
     L1, carry = l2l.unroll(params, carry, objective, batches[1:4], TINY)
