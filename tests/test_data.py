@@ -89,13 +89,18 @@ def test_missing_idx_file_is_an_os_error(tmp_path):
 
 # ---- CIFAR ----
 
+def _cifar_setup(folder, seed, n):
+    """A fresh generator and n random 3,072-byte images; creates ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    return rng, rng.integers(0, 256, (n, 3072))
+
+
 @pytest.mark.parametrize("inner", ["", "cifar-10-batches-bin"])
 def test_cifar10_round_trip(tmp_path, inner):
-    rng = np.random.default_rng(0)
-    os.makedirs(tmp_path / inner, exist_ok=True)
     counts = [2, 1, 3, 1, 2]
+    rng, pixels = _cifar_setup(tmp_path / inner, 0, sum(counts))
     labels = rng.integers(0, 10, (sum(counts), 1))
-    pixels = rng.integers(0, 256, (sum(counts), 3072))
     ends = np.cumsum(counts)
     for i, (a, b) in enumerate(zip(ends - counts, ends), start=1):
         write(tmp_path / inner / f"data_batch_{i}.bin", cifar_bytes(labels[a:b], pixels[a:b]))
@@ -130,11 +135,9 @@ def test_missing_cifar10_batch_is_an_os_error(tmp_path):
 
 @pytest.mark.parametrize("inner", ["", "cifar-100-binary"])
 def test_cifar100_round_trip_uses_the_fine_label(tmp_path, inner):
-    rng = np.random.default_rng(1)
-    os.makedirs(tmp_path / inner, exist_ok=True)
+    _, pixels = _cifar_setup(tmp_path / inner, 1, 4)
     fine = np.array([99, 0, 57, 3])
     coarse = np.array([19, 4, 0, 11])                  # unrelated to fine: a mix-up would show
-    pixels = rng.integers(0, 256, (4, 3072))
     write(tmp_path / inner / "train.bin", cifar_bytes(np.stack([coarse, fine], 1), pixels))
     got = data.load_cifar100(tmp_path)
     np.testing.assert_array_equal(got.labels, fine)
