@@ -60,6 +60,7 @@ def compute(cfg, ctx):
         sources[name] = {"title": obj.name, "source": obj.description}
     claims = _checks(arrays, cfg)
     meta = {"methods": list(METHODS), "tests": list(cfg.tests), "sources": sources,
+            "unrolls_per_epoch": cfg.l2l_config.T // cfg.l2l_config.unroll,
             "tuned": tuned, "tables": {k: [[p, s] for p, s in v] for k, v in tables.items()},
             "claims": claims}
     return {"arrays": arrays, "meta": meta}
@@ -87,18 +88,24 @@ def plot(result):
     for ax, name in zip(axes, meta["tests"]):
         with np.errstate(invalid="ignore"):
             mean = np.mean(a[f"{name}_curves"], axis=-1)        # a diverged run: gaps
+        top = 3 * np.nanmax(mean[:, 0])                          # 3 × the loss at x⁽⁰⁾
         for k, method in enumerate(meta["methods"]):
-            ax.plot(a["its"], mean[k], color=_paper2.COLOURS[method], label=_paper2.LABELS[method],
+            shown = np.where(mean[k] <= top, mean[k], np.nan)    # a blow-up leaves the axes
+            ax.plot(a["its"], shown, color=_paper2.COLOURS[method], label=_paper2.LABELS[method],
                     lw=1.8 if method == "l2l" else 1.2)
+        ax.set_ylim(top=top)
         ax.set_title(meta["sources"][name]["title"])
         ax.set_xlabel("iteration")
         ax.set_ylabel("true objective (training loss)")
         ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    axes[-1].plot(a["l2l_meta_loss"], color=_paper2.COLOURS["l2l"], lw=0.8)
+    loss = a["l2l_meta_loss"]
+    per_epoch = meta.get("unrolls_per_epoch", 20)          # T / unroll of the default run
+    epochs = loss[:len(loss) // per_epoch * per_epoch].reshape(-1, per_epoch).mean(axis=1)
+    axes[-1].plot(np.arange(1, len(epochs) + 1), epochs, color=_paper2.COLOURS["l2l"], lw=1.2)
     axes[-1].set_title("L2LBGDBGD meta-training")
-    axes[-1].set_xlabel("unroll")
-    axes[-1].set_ylabel("meta-loss (sum of f̂ over the unroll)")
+    axes[-1].set_xlabel("epoch (one 400-step run)")
+    axes[-1].set_ylabel("mean meta-loss of its unrolls (Σ of 20 f̂)")
     fig.suptitle("Paper 2's baselines, tuned on MNIST (48-48-C nets, minibatch 64)")
     fig.tight_layout()
     return fig
