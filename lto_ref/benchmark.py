@@ -17,7 +17,12 @@ Timings use the median of R interleaved repeats. This module is an entry point: 
 ``progress`` makes the trainers' callbacks that print progress with an estimate of the time left
 (``paper_figures`` uses it too).
 """
-import argparse
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # one BLAS thread per process, set before
+os.environ.setdefault("OMP_NUM_THREADS", "1")        # numpy loads (when run as a command)
+
+import argparse  # noqa: E402
 import functools
 import statistics
 import sys
@@ -64,24 +69,26 @@ def logistic_value_and_grad_numpy(x, problems, lam=5e-4):
 def mlp_value_and_grad_numpy(net, x, inputs, labels):
     """Hand-written ``nets.loss`` and its gradient for a one-hidden-layer net: f (n,), g (n, P).
 
-    ∂f/∂z = (softmax(z) − onehot(y)) / B; back through W2, the ReLU mask and W1.
+    The same layout as ``nets.logits`` (hidden (n, B, H), logits (n, C, B)); ∂f/∂z = (softmax(z)
+    − onehot(y)) / B, then back through W2, the ReLU mask and W1.
     """
     p = nets.unflatten(net, x)
     a = np.matmul(inputs, p["W1"]) + p["b1"][:, None]                  # (n, B, H)
     h = np.maximum(a, 0.0)
-    z = np.matmul(h, p["W2"]) + p["b2"][:, None]                       # (n, B, C)
-    z_max = z.max(axis=-1, keepdims=True)
+    z = np.matmul(np.swapaxes(p["W2"], 1, 2), np.swapaxes(h, 1, 2)) + p["b2"][:, :, None]
+    z_max = z.max(axis=1, keepdims=True)                               # z: (n, C, B)
     e = np.exp(z - z_max)
-    s = e.sum(axis=-1, keepdims=True)
+    s = e.sum(axis=1, keepdims=True)
     rows = np.arange(len(labels))
-    f = np.mean(np.log(s[..., 0]) + z_max[..., 0] - z[:, rows, labels], axis=-1)
+    f = np.mean(np.log(s[:, 0]) + z_max[:, 0] - z[:, labels, rows], axis=-1)
     dz = e / s
-    dz[:, rows, labels] -= 1.0
+    dz[:, labels, rows] -= 1.0
     dz /= len(labels)
-    dh = np.matmul(dz, np.swapaxes(p["W2"], 1, 2)) * (a > 0)           # (n, B, H)
+    dh = np.matmul(np.swapaxes(dz, 1, 2), np.swapaxes(p["W2"], 1, 2)) * (a > 0)   # (n, B, H)
     n = x.shape[0]
-    parts = [np.matmul(inputs.T, dh), dh.sum(axis=1), np.matmul(np.swapaxes(h, 1, 2), dz),
-             dz.sum(axis=1)]
+    parts = [np.matmul(inputs.T, dh), dh.sum(axis=1), np.matmul(np.swapaxes(h, 1, 2),
+                                                                np.swapaxes(dz, 1, 2)),
+             dz.sum(axis=2)]
     return f, np.concatenate([q.reshape(n, -1) for q in parts], axis=1)
 
 
@@ -158,10 +165,12 @@ def bench_gps(M, algorithm, iterations):
     return log, total, {k: v.mean(axis=1) for k, v in curves.items()}
 
 
-def bench_paper2(repeats, tune=True):
+def bench_paper2(repeats, tune=True, jobs=1):
     """Paper 2 on the MNIST objective (48-48-10, minibatch 64, 400 steps; ``data.find``):
     autograd against the hand-written MLP gradient, one Adam run with the true objective every
-    step, tuning the seven hand-designed baselines, one L2LBGDBGD meta-training epoch."""
+    step, tuning the seven hand-designed baselines (grid settings scored ``jobs`` at a time in a
+    process pool, as ``python -m paper_figures --jobs`` does), one L2LBGDBGD meta-training
+    epoch."""
     from lto_ref import data, l2l
     images, source = data.find("mnist")
     inputs, labels = data.preprocess(images, 48)
@@ -176,24 +185,37 @@ def bench_paper2(repeats, tune=True):
                           "numpy": lambda: mlp_value_and_grad_numpy(net, x, inputs[b],
                                                                     labels[b])}, repeats)
         out[f"grad_n{n}"] = (t["autograd"], t["numpy"])
-    minibatch = lambda x, b: nets.loss(net, x, inputs[b], labels[b])  # noqa: E731
+    minibatch = functools.partial(nets.minibatch_loss, net, inputs, labels)
     full = functools.partial(nets.loss, net, inputs=inputs, labels=labels)
     x0 = nets.init(rng, net, 1)
     t0 = time.perf_counter()
     rollout.run_minibatch(optimizers.adam(1e-2), minibatch, batches, full, x0, every=1)
     out["adam_run"] = time.perf_counter() - t0
     if tune:
-        t0, x3 = time.perf_counter(), nets.init(rng, net, 3)
-        for name in ("gd", "momentum", "conjugate_gradient", "lbfgs", "adam", "adagrad",
-                     "rmsprop"):
-            rollout.tune_minibatch(functools.partial(optimizers.by_name, name),
-                                   rollout.minibatch_grid(name), minibatch, batches, full, x3)
-        out["tuning"] = time.perf_counter() - t0
+        out["tuning"] = _bench_tuning(minibatch, batches, full, nets.init(rng, net, 3), jobs)
     stamps = []
     l2l.train(net, inputs, labels, l2l.Config(epochs=2), callback=lambda i, row: stamps.append(
         time.perf_counter()))
     out["l2l_epoch"] = stamps[-1] - stamps[19]        # the second epoch's 20 unrolls
     return out
+
+
+def _bench_tuning(minibatch, batches, full, x3, jobs):
+    """Seconds to tune the seven hand-designed baselines (true objective every step)."""
+    import concurrent.futures
+    import contextlib
+    import warnings
+    pool = (concurrent.futures.ProcessPoolExecutor(jobs) if jobs > 1
+            else contextlib.nullcontext(None))
+    with pool, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)              # edge-of-grid notices
+        t0 = time.perf_counter()
+        for name in ("gd", "momentum", "conjugate_gradient", "lbfgs", "adam", "adagrad",
+                     "rmsprop"):
+            rollout.tune_minibatch(functools.partial(optimizers.by_name, name),
+                                   rollout.minibatch_grid(name), minibatch, batches, full, x3,
+                                   map_fn=pool.map if jobs > 1 else map)
+        return time.perf_counter() - t0
 
 
 def main(argv=None):
@@ -210,10 +232,12 @@ def main(argv=None):
     parser.add_argument("--gps-iterations", type=int, default=10)
     parser.add_argument("--paper2", action="store_true",
                         help="also time paper 2's MNIST objective, baselines and L2LBGDBGD")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="processes scoring paper 2's tuning grids (default 2)")
     args = parser.parse_args(argv)
     if (args.problems < 1 or args.repeats < 1 or args.steps < 1 or args.sl_iterations < 0
-            or args.gps < 0 or args.gps_iterations < 1):
-        parser.error("--problems, --repeats, --steps, --gps-iterations must be >= 1 and "
+            or args.gps < 0 or args.gps_iterations < 1 or args.jobs < 1):
+        parser.error("--problems, --repeats, --steps, --gps-iterations, --jobs must be >= 1 and "
                      "--sl-iterations, --gps >= 0")
     fam = objectives.logistic_regression()
     problems, x0 = objectives.split_data(fam, objectives.TRAIN, args.problems)
@@ -241,10 +265,10 @@ def main(argv=None):
         for name, f in F.items():
             print(f"  held-out mean f at 10/40/100: {name:<9} {f[10]:.4f} {f[40]:.4f} {f[100]:.4f}")
     if args.paper2:
-        _print_paper2(bench_paper2(args.repeats))
+        _print_paper2(bench_paper2(args.repeats, jobs=args.jobs), args.jobs)
 
 
-def _print_paper2(p):
+def _print_paper2(p, jobs):
     print(f"paper 2, MNIST 48-48-10, minibatch 64 ({p['source']})")
     for n in (1, 20):
         a, b = p[f"grad_n{n}"]
@@ -252,7 +276,8 @@ def _print_paper2(p):
               f"ratio {a / b:.2f}x")
     print(f"  400 Adam steps, true objective every step: {p['adam_run']:.2f} s")
     if "tuning" in p:
-        print(f"  tuning the seven baselines (100 settings, 3 x0, 400 steps): {p['tuning']:.0f} s")
+        print(f"  tuning the seven baselines (100 settings, 3 x0, 400 steps, {jobs} process"
+              f"{'es' if jobs > 1 else ''}): {p['tuning']:.0f} s")
     print(f"  one L2LBGDBGD meta-training epoch (20 unrolls of 20 steps): {p['l2l_epoch']:.2f} s")
 
 

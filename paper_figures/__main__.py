@@ -9,9 +9,10 @@ resumes; ``--retrain`` recomputes everything. Writes DIR/<name>.png, .pdf, .json
 DIR/CLAIMS.md. ``--jobs N`` (N > 1; default: 2 or the number of cores if fewer) first runs the
 meta-trainings the figures need (GPS for each family, the supervised baseline) up to N at a time
 in a process pool, each training in its own process; the figures then read the trained policies
-from the cache. OpenBLAS/OpenMP default to one thread per process (set OPENBLAS_NUM_THREADS to
-override): the trainings' small matrix products gain nothing from more, and threads of two
-processes would fight for the cores.
+from the cache, and the pool scores paper 2's tuning grids N settings at a time.
+OpenBLAS/OpenMP default to one thread per process (set OPENBLAS_NUM_THREADS to override): the
+trainings' small matrix products gain nothing from more, and threads of two processes would
+fight for the cores.
 """
 import os
 
@@ -125,9 +126,13 @@ def main(argv=None):
         if args.jobs > 1:
             with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
                 _pretrain(names, args, ctx, pool)
-            ctx = ctx._replace(retrain=False)       # the pool has just (re)trained everything
-        for name in names:
-            _figure(name, args, ctx)
+                # the pool has just (re)trained everything; it now scores grids of settings
+                ctx = ctx._replace(retrain=False, map_fn=pool.map)
+                for name in names:
+                    _figure(name, args, ctx)
+        else:
+            for name in names:
+                _figure(name, args, ctx)
     except LookupError as err:                      # a data set that is nowhere to be found
         if isinstance(err, (KeyError, IndexError)):  # … not a programming error
             raise

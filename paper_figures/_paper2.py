@@ -71,9 +71,9 @@ def start(net, seeds):
 
 
 def _losses(obj):
-    def minibatch(x, batch):
-        return nets.loss(obj.net, x, obj.inputs[batch], obj.labels[batch])
-    return minibatch, functools.partial(nets.loss, obj.net, inputs=obj.inputs, labels=obj.labels)
+    """(f̂(x, batch), f(x)) of a loaded problem, picklable for a process pool's map."""
+    return (functools.partial(nets.minibatch_loss, obj.net, obj.inputs, obj.labels),
+            functools.partial(nets.loss, obj.net, inputs=obj.inputs, labels=obj.labels))
 
 
 def tune_baselines(problem, obj, seeds, *, names=BASELINES, map_fn=map):

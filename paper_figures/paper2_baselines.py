@@ -43,7 +43,8 @@ def compute(cfg, ctx):
     """Curves {data set: (K, S) per method}, the tuned table, L2L's meta-loss and checks."""
     mnist = _paper2.objective(cfg.problem, ctx.data_dir)
     _train.say(ctx, f"  data {mnist.description}")
-    tuned, tables = _paper2.tune_baselines(cfg.problem, mnist, cfg.tune_seeds)
+    tuned, tables = _paper2.tune_baselines(cfg.problem, mnist, cfg.tune_seeds,
+                                           map_fn=ctx.map_fn)
     params, l2l_log = _train.l2l_params(cfg.problem, cfg.l2l_config, cfg.seed, ctx)
     methods = {name: optimizers.by_name(name, **tuned[name]) for name in _paper2.BASELINES}
     methods["l2l"] = l2l.optimizer(params, cfg.l2l_config)

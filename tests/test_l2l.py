@@ -16,7 +16,7 @@ from conftest import rng_from, seeds
 from lto_ref import l2l, lstm, nets, rollout
 
 TINY = dataclasses.replace(l2l.Config(), layers=(3, 2), unroll=3, T=6, output_scale=0.3,
-                           init_scale=0.5)
+                           init_scale=0.5, dtype="float64")
 
 
 # ------------------------------------------------------------------ a reference written here
@@ -148,6 +148,26 @@ def test_fresh_state_and_read_out_scale():
     np.testing.assert_array_equal(dx, 0.3 * 1.5)   # Δx = output_scale · b_out
     with pytest.raises(ValueError, match="params"):
         l2l.optimizer(params[1:], TINY)
+
+
+@settings(max_examples=5)
+@given(seeds)
+def test_float32_lstm_agrees_with_float64_to_single_precision(seed):
+    rng = rng_from(seed)
+    params = l2l.init(rng, TINY)
+    single = dataclasses.replace(TINY, dtype="float32")
+    opts = [l2l.optimizer(params, c) for c in (TINY, single)]
+    gs = rng.standard_normal((4, 2, 5))
+    states = [opt.init(gs[0]) for opt in opts]
+    assert [s.h.dtype for s in states[1].lstm] == [np.float32] * 2
+    for g in gs:
+        (dx64, states[0]), (dx32, states[1]) = (opt.step(s, None, None, g)
+                                                for opt, s in zip(opts, states))
+        assert dx32.dtype == np.float64 and states[1].lstm[0].c.dtype == np.float32
+        # |h| ≤ 1, so single-precision rounding is relative to the read-out's largest output
+        bound = TINY.output_scale * (np.abs(params[-1][0]).sum() + np.abs(params[-1][1]).sum())
+        np.testing.assert_allclose(dx32, dx64, rtol=0, atol=1e-6 * bound)
+    assert not np.array_equal(dx32, dx64)          # the single-precision path was taken
 
 
 # ------------------------------------------------------------------------ the meta-gradient

@@ -95,6 +95,44 @@ def test_permuting_hidden_units_and_their_coordinates_leaves_the_loss(seed):
                                rtol=1e-12)
 
 
+@settings(max_examples=20)
+@given(seeds, st.floats(-800.0, 800.0))
+def test_cross_entropy_is_shift_invariant_and_finite_for_huge_logits(seed, shift):
+    """logsumexp(z + s) − (z + s)_y = logsumexp(z) − z_y: the primitive subtracts the maximum,
+    so logits near ±800 (e^800 overflows) give the same finite value and derivative."""
+    rng = rng_from(seed)
+    z, labels = rng.standard_normal((2, 4, 6)), rng.integers(0, 4, 6)
+    scipy_special = pytest.importorskip("scipy.special")
+    expected = np.mean(scipy_special.logsumexp(z, axis=1) - z[:, labels, np.arange(6)], axis=1)
+    np.testing.assert_allclose(nets.cross_entropy(z + shift, labels), expected, rtol=1e-9,
+                               atol=1e-9 * max(1.0, abs(shift)))
+    f, g = autodiff.value_and_grad(lambda w: nets.cross_entropy(w, labels), z + shift)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[:, labels, np.arange(6)] -= 1.0
+    np.testing.assert_allclose(g, p / 6, rtol=1e-9, atol=1e-12)     # (softmax − onehot) / B
+
+
+@given(seeds)
+def test_minibatch_loss_is_the_loss_on_the_batch_rows(seed):
+    rng = rng_from(seed)
+    net = nets.mlp(3, 4, 2)
+    x, (inputs, labels) = rng.standard_normal((2, net.dim)), _data(rng, net, N=10)
+    batch = rng.integers(0, 10, 4)
+    np.testing.assert_array_equal(nets.minibatch_loss(net, inputs, labels, x, batch),
+                                  nets.loss(net, x, inputs[batch], labels[batch]))
+    assert not np.allclose(nets.minibatch_loss(net, inputs, labels, x, batch),
+                           nets.loss(net, x, inputs, labels))
+
+
+def test_logits_are_classes_by_examples():
+    net = nets.mlp(2, 3)                                     # no hidden layer: z = W1ᵀ aᵀ + b1
+    x = np.arange(net.dim, dtype=float)[None]                # W1 = [[0, 1, 2], [3, 4, 5]], b1
+    inputs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, -1.0]])
+    W, b = x[0, :6].reshape(2, 3), x[0, 6:]
+    np.testing.assert_array_equal(nets.logits(net, x, inputs)[0], (inputs @ W + b).T)
+
+
 def test_unflatten_is_row_major_per_group():
     net = nets.mlp(2, 3, 2)
     p = nets.unflatten(net, np.arange(net.dim, dtype=float)[None])

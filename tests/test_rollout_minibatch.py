@@ -18,8 +18,7 @@ def _problem(seed, n=2, N=12, B=4, T=5, sizes=(3, 4, 3)):
     inputs, labels = rng.standard_normal((N, sizes[0])), rng.integers(0, sizes[-1], N)
     batches = nets.minibatches(rng, N, B, T)
 
-    def objective(x, batch):
-        return nets.loss(net, x, inputs[batch], labels[batch])
+    objective = functools.partial(nets.minibatch_loss, net, inputs, labels)
     return net, objective, functools.partial(nets.loss, net, inputs=inputs, labels=labels), \
         batches, nets.init(rng, net, n, scale=0.5)
 
@@ -97,6 +96,19 @@ def test_tuning_picks_the_lowest_mean_true_objective():
         scores.append(np.inf if tr.diverged.any() else tr.fs[1:].mean())
     assert [s for _, s in table] == scores and best == {"lr": 0.3}
     assert np.isinf(scores[2])
+
+
+def test_tuning_in_a_process_pool_gives_the_same_table():
+    import concurrent.futures
+    net, objective, full, batches, x0 = _problem(3, T=6)
+    grid = rollout.minibatch_grid("momentum")[:6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        serial = rollout.tune_minibatch(opt.momentum, grid, objective, batches, full, x0)
+        with concurrent.futures.ProcessPoolExecutor(2) as pool:
+            pooled = rollout.tune_minibatch(opt.momentum, grid, objective, batches, full, x0,
+                                            map_fn=pool.map)
+    assert pooled == serial
 
 
 def test_minibatch_grids():
