@@ -1,0 +1,135 @@
+"""Paper 2's per-coordinate features (docs/method.md §13): the observation Ψ that the learned
+optimizer reads, and the state Φ that GPS's local controllers see (never the policy).
+
+Everything is element-wise: coordinate j of x sees only its own iterates and gradients and the
+problem's (minibatch) objective values. With f̂_t, ∇f̂_t the objective and gradient on minibatch t
+and d_k = x_{k+1} − x_k the steps (docs/method.md (110)–(112))::
+
+    Ψ1_t = (f̂_t − f̂_{t−1}) / f̂_{t−1}                      relative change, shared by all j
+    Ψ2_t = ∇f̂_t / (|∇f̂_{max(t−1,0)}| + 1)                 gradient over the previous one
+    Ψ3_t = |d_{max(t−2,0)} / (|d_{t−1}| + 0.1)|              previous step over the current one
+
+with Ψ1_0 = Ψ3_0 = 0. The state uses plain 3-step averages x̄, ḡ, f̄ (x̄_i = mean of x_{max(i−2,0)} …
+x_i) at stride 5 over 25 lags, zero for negative times (docs/method.md (113)–(116))::
+
+    Φ1 = {(f̄_{t−5i} − f̄_{t−5(i+1)}) / f̄_{t−5(i+1)}}_{i<25}          25, shared (0 where f̄ = 0)
+    Φ2 = {ḡ_{t−5i} / (|ḡ_{max(t−5(i+1), t mod 5)}| + 1)}_{i≤25}     26 per coordinate
+    Φ3 = {|(x̄_a − x̄_b) / (|x̄_{t−5i} − x̄_{t−5(i+1)}| + 0.1)|}_{i<25}  25 per coordinate,
+         a = max(t−5(i+1), t mod 5), b = max(t−5(i+2), t mod 5)
+
+and the per-coordinate state s_t^j = [x_t^j; Φ1; Φ2^j; Φ3^j] has 77 entries (52 without Φ3).
+Φ3's formula is illegible in the paper; ours is built by analogy with Ψ3 and can be left out
+(``with_phi3=False``; docs/deviations.md).
+"""
+from typing import NamedTuple
+
+import numpy as onp
+
+__all__ = ["PsiState", "psi_terms", "psi", "psi_init", "psi_step", "averages", "phi",
+           "PSI_DIM", "STRIDE", "LAGS", "state_dim"]
+
+PSI_DIM = 3     # Ψ1, Ψ2, Ψ3
+STRIDE = 5      # Φ's stride between lags
+LAGS = 25       # Φ1 and Φ3 have LAGS entries, Φ2 LAGS + 1
+
+
+def state_dim(with_phi3=True):
+    """Entries of the per-coordinate state s^j: 1 + 25 + 26 (+ 25) = 77 (or 52)."""
+    return 1 + LAGS + (LAGS + 1) + (LAGS if with_phi3 else 0)
+
+
+def _relative(new, old):
+    """(new − old) / old, 0 where old = 0 (a zero-padded or a perfect value)."""
+    safe = onp.where(old == 0, 1.0, old)
+    return onp.where(old == 0, 0.0, (new - safe) / safe)
+
+
+def psi_terms(f, f_prev, g, g_prev, d, num):
+    """Ψ (..., P, 3) from f̂_t, f̂_{t−1} (...), ∇f̂_t, ∇f̂_{t−1}, d = x_t − x_{t−1} and the numerator
+    step num (..., P), by (110)–(112). The caller applies the conventions for t = 0 and 1."""
+    rel = onp.broadcast_to(_relative(f, f_prev)[..., None], onp.shape(g))
+    return onp.stack([rel, g / (onp.abs(g_prev) + 1.0), onp.abs(num / (onp.abs(d) + 0.1))],
+                     axis=-1)
+
+
+def _check_history(fs, gs, xs):
+    fs, gs, xs = (onp.asarray(a, dtype=float) for a in (fs, gs, xs))
+    if gs.ndim < 2 or xs.shape != gs.shape or fs.shape != gs.shape[:-1] or len(fs) < 1:
+        raise ValueError(f"fs, gs, xs must have shapes (T + 1, n), (T + 1, n, P), (T + 1, n, P); "
+                         f"got {fs.shape}, {gs.shape}, {xs.shape}")
+    return fs, gs, xs
+
+
+def psi(fs, gs, xs):
+    """Ψ_t for t = 0 … T of recorded runs: fs (T + 1, n), gs and xs (T + 1, n, P) -> (T + 1, n, P, 3)."""
+    fs, gs, xs = _check_history(fs, gs, xs)
+    prev = onp.maximum(onp.arange(len(fs)) - 1, 0)                  # max(t − 1, 0)
+    d = xs - xs[prev]                                                # d_{t−1}; 0 at t = 0
+    num = d[onp.maximum(onp.arange(len(fs)) - 1, 1)] if len(fs) > 1 else onp.zeros_like(d)
+    num = onp.where(onp.arange(len(fs))[:, None, None] == 0, 0.0, num)   # d_{max(t−2, 0)}
+    return psi_terms(fs, fs[prev], gs, gs[prev], d, num)
+
+
+class PsiState(NamedTuple):
+    """What Ψ needs from the past, before step t."""
+    x: onp.ndarray  # (n, P) x_{t−1}
+    f: onp.ndarray  # (n,) f̂_{t−1}
+    g: onp.ndarray  # (n, P) ∇f̂_{t−1}
+    d: onp.ndarray  # (n, P) d_{t−2} (the numerator of Ψ3 from t = 2 on)
+    t: int          # steps seen so far
+
+
+def psi_init(x0):
+    """The state before t = 0, for iterates shaped like x0 (n, P)."""
+    zeros = onp.zeros_like(onp.asarray(x0, dtype=float))
+    return PsiState(x=zeros, f=onp.zeros(zeros.shape[:-1]), g=zeros, d=zeros, t=0)
+
+
+def psi_step(state, x, f, g):
+    """Ψ_t (n, P, 3) and the next state from x_t (n, P), f̂_t (n,), ∇f̂_t (n, P): ``psi``, one step
+    at a time (the learned optimizer's recursion)."""
+    if state.t == 0:
+        zeros = onp.zeros_like(x)
+        out = psi_terms(f, f, g, g, zeros, zeros)
+        return out, PsiState(x=x, f=f, g=g, d=zeros, t=1)
+    d = x - state.x
+    out = psi_terms(f, state.f, g, state.g, d, d if state.t == 1 else state.d)
+    return out, PsiState(x=x, f=f, g=g, d=d, t=state.t + 1)
+
+
+def averages(a):
+    """Plain 3-step averages along axis 0: ā_i = mean(a_{max(i−2,0)} … a_i), same shape as a."""
+    a = onp.asarray(a, dtype=float)
+    c = onp.cumsum(a, axis=0)
+    lagged = onp.concatenate([onp.zeros((3,) + a.shape[1:]), c[:-3]], axis=0)[:len(a)]
+    count = onp.minimum(onp.arange(1, len(a) + 1), 3).reshape((-1,) + (1,) * (a.ndim - 1))
+    return (c - lagged) / count
+
+
+def phi(fs, gs, xs, *, with_phi3=True):
+    """The per-coordinate GPS states s_t^j for t = 0 … T: (T + 1, n, P, 77), or 52 without Φ3.
+
+    fs (T + 1, n), gs and xs (T + 1, n, P): a recorded run's minibatch objectives, gradients and
+    iterates. The output holds T + 1 × n × P × 77 numbers: pass only the coordinates needed.
+    """
+    fs, gs, xs = _check_history(fs, gs, xs)
+    T1, pad = len(fs), STRIDE * (LAGS + 1)
+    t = onp.arange(T1)[:, None]
+    i = onp.arange(LAGS + 1)[None, :]
+
+    def padded(a):                       # index k − pad of the result is time k; zeros before 0
+        return onp.concatenate([onp.zeros((pad,) + a.shape[1:]), averages(a)], axis=0)
+
+    f_bar, g_bar, x_bar = padded(fs), padded(gs), padded(xs)
+    lag = lambda k: k + pad              # noqa: E731  (row of time k, k may be negative)
+    floor = lambda k: onp.maximum(k, t % STRIDE)  # noqa: E731
+    phi1 = _relative(f_bar[lag(t - STRIDE * i[:, :-1])], f_bar[lag(t - STRIDE * (i[:, :-1] + 1))])
+    phi2 = g_bar[lag(t - STRIDE * i)] / (onp.abs(g_bar[lag(floor(t - STRIDE * (i + 1)))]) + 1.0)
+    parts = [xs[..., None], onp.moveaxis(phi1, 1, -1)[:, :, None, :]
+             * onp.ones((1, 1, xs.shape[-1], 1)), onp.moveaxis(phi2, 1, -1)]
+    if with_phi3:
+        j = i[:, :-1]
+        num = x_bar[lag(floor(t - STRIDE * (j + 1)))] - x_bar[lag(floor(t - STRIDE * (j + 2)))]
+        den = onp.abs(x_bar[lag(t - STRIDE * j)] - x_bar[lag(t - STRIDE * (j + 1))]) + 0.1
+        parts.append(onp.moveaxis(onp.abs(num / den), 1, -1))
+    return onp.concatenate(parts, axis=-1)

@@ -1,0 +1,97 @@
+"""Paper 2's features Ψ and Φ against their definitions written as plain loops here, on
+hand-made and random histories (t = 0 and t = 1 included), the step-by-step recursion against the
+batch form, and coordinate permutations."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import rng_from, seeds
+from lto_ref import nn_features as F
+
+
+def _history(rng, T, n=2, P=3):
+    return (rng.uniform(0.5, 2.0, (T + 1, n)), rng.standard_normal((T + 1, n, P)),
+            rng.standard_normal((T + 1, n, P)))
+
+
+def test_psi_on_a_hand_made_history():
+    """One problem, one coordinate: f = 2, 1, 0.5, 1; g = 4, −1, 3, 0; x = 0, 1, 3, 2."""
+    fs = np.array([2.0, 1.0, 0.5, 1.0])[:, None]
+    gs = np.array([4.0, -1.0, 3.0, 0.0])[:, None, None]
+    xs = np.array([0.0, 1.0, 3.0, 2.0])[:, None, None]
+    expected = [[0.0, 4 / 5, 0.0],                      # t = 0: Ψ1 = Ψ3 = 0, g_0 / (|g_0| + 1)
+                [-0.5, -1 / 5, 1 / 1.1],                # t = 1: d_0 / (|d_0| + 0.1)
+                [-0.5, 3 / 2, 1 / 2.1],                 # t = 2: d_0 / (|d_1| + 0.1)
+                [1.0, 0.0, 2 / 1.1]]                    # t = 3: |d_1 / (|d_2| + 0.1)|
+    np.testing.assert_allclose(F.psi(fs, gs, xs)[:, 0, 0], expected, rtol=1e-15)
+
+
+@settings(max_examples=20)
+@given(seeds, st.integers(0, 8))
+def test_psi_step_by_step_equals_the_batch_form(seed, T):
+    fs, gs, xs = _history(rng_from(seed), T)
+    state, rows = F.psi_init(xs[0]), []
+    for t in range(T + 1):
+        out, state = F.psi_step(state, xs[t], fs[t], gs[t])
+        rows.append(out)
+    np.testing.assert_array_equal(np.stack(rows), F.psi(fs, gs, xs))
+
+
+def _ref_phi(fs, gs, xs, t, j, with_phi3=True):
+    """s_t^j of problem 0 written from the definitions, one lag at a time."""
+    def bar(a, k):                                      # 3-step average, zero for k < 0
+        return 0.0 if k < 0 else np.mean(a[max(k - 2, 0):k + 1], axis=0)
+
+    f, g, x = fs[:, 0], gs[:, 0, j], xs[:, 0, j]
+    phi1 = []
+    for i in range(25):
+        new, old = bar(f, t - 5 * i), bar(f, t - 5 * (i + 1))
+        phi1.append(0.0 if old == 0 else (new - old) / old)
+    phi2 = [bar(g, t - 5 * i) / (abs(bar(g, max(t - 5 * (i + 1), t % 5))) + 1) for i in range(26)]
+    phi3 = [abs((bar(x, max(t - 5 * (i + 1), t % 5)) - bar(x, max(t - 5 * (i + 2), t % 5)))
+                / (abs(bar(x, t - 5 * i) - bar(x, t - 5 * (i + 1))) + 0.1)) for i in range(25)]
+    return np.array([x[t]] + phi1 + phi2 + (phi3 if with_phi3 else []))
+
+
+@settings(max_examples=5)
+@given(seeds, st.sampled_from([0, 1, 7, 140]))
+def test_phi_matches_the_definition_at_every_time(seed, T):
+    fs, gs, xs = _history(rng_from(seed), T)
+    got = F.phi(fs, gs, xs)
+    assert got.shape == (T + 1, 2, 3, 77) == (T + 1, 2, 3, F.state_dim())
+    times = sorted({0, 1, 2, 5, 6, T // 2, T} & set(range(T + 1)))
+    for t in times:
+        for j in range(3):
+            np.testing.assert_allclose(got[t, 0, j], _ref_phi(fs, gs, xs, t, j), rtol=1e-12,
+                                       atol=1e-14)
+    short = F.phi(fs, gs, xs, with_phi3=False)
+    assert short.shape[-1] == 52 == F.state_dim(False)
+    np.testing.assert_array_equal(short, got[..., :52])
+
+
+def test_averages_are_plain_three_step_means():
+    a = np.array([3.0, 6.0, 0.0, 9.0, 3.0])
+    np.testing.assert_allclose(F.averages(a), [3.0, 4.5, 3.0, 5.0, 4.0], rtol=1e-15)
+
+
+@given(seeds)
+def test_features_permute_with_the_coordinates(seed):
+    rng = rng_from(seed)
+    fs, gs, xs = _history(rng, 9, P=5)
+    perm = rng.permutation(5)
+    np.testing.assert_array_equal(F.psi(fs, gs[..., perm], xs[..., perm]),
+                                  F.psi(fs, gs, xs)[:, :, perm])
+    np.testing.assert_array_equal(F.phi(fs, gs[..., perm], xs[..., perm]),
+                                  F.phi(fs, gs, xs)[:, :, perm])
+
+
+def test_zero_objective_values_give_zero_relative_changes():
+    fs, gs, xs = np.zeros((3, 1)), np.ones((3, 1, 2)), np.zeros((3, 1, 2))
+    assert np.all(F.psi(fs, gs, xs)[..., 0] == 0) and np.all(F.phi(fs, gs, xs)[..., 1:26] == 0)
+
+
+def test_bad_histories_raise():
+    with pytest.raises(ValueError, match="fs, gs, xs"):
+        F.psi(np.zeros((3, 2)), np.zeros((3, 2, 4)), np.zeros((3, 2, 5)))
+    with pytest.raises(ValueError, match="fs, gs, xs"):
+        F.phi(np.zeros((4, 2)), np.zeros((3, 2, 4)), np.zeros((3, 2, 4)))
