@@ -17,10 +17,10 @@ from typing import NamedTuple
 
 import autograd.numpy as np
 import numpy as onp
-from autograd.extend import defvjp, primitive
+from autograd.extend import defvjp, defvjp_argnums, primitive
 
 __all__ = ["LSTMState", "init", "zero_state", "sigmoid", "tanh", "cell", "stack_init",
-           "stack_zero_state", "stack_cell"]
+           "stack_zero_state", "stack_cell", "sequence"]
 
 
 class LSTMState(NamedTuple):
@@ -149,3 +149,63 @@ def stack_cell(params, x, states):
         x, state = cell(layer, x, state)
         new_states.append(state)
     return x, tuple(new_states)
+
+
+@primitive
+def _sequence(W, b, xs, h0, c0):
+    """(hs (T, ..., H), saved) of ``sequence``; saved holds what the backward pass needs."""
+    H = onp.shape(h0)[-1]
+    h, c, hs, saved = h0, c0, [], []
+    for x in xs:
+        z = onp.matmul(onp.concatenate([x, h], axis=-1), W) + b
+        i, f, o = (sigmoid(z[..., k * H:(k + 1) * H]) for k in (0, 1, 3))
+        g = tanh(z[..., 2 * H:3 * H])
+        c_prev, c = c, f * c + i * g
+        tc = tanh(c)
+        saved.append((h, c_prev, i, f, g, o, tc))
+        h = o * tc
+        hs.append(h)
+    return onp.stack(hs), saved
+
+
+def _sequence_vjp(argnums, ans, args, kwargs):
+    W, b, xs, h0, c0 = args
+    saved = ans[1]
+    n_in = onp.shape(xs)[-1]
+
+    def vjp(v):
+        dhs = v[0]
+        dW, db, dxs = onp.zeros_like(W), onp.zeros_like(b), onp.zeros_like(xs)
+        dh_next, dc_next = onp.zeros_like(h0), onp.zeros_like(c0)
+        for t in range(len(xs) - 1, -1, -1):
+            h_prev, c_prev, i, f, g, o, tc = saved[t]
+            dh = dhs[t] + dh_next
+            dc = dc_next + dh * o * (1.0 - tc * tc)
+            dz = onp.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                                  dc * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)
+            xh = onp.concatenate([xs[t], h_prev], axis=-1)
+            dW += onp.matmul(xh.reshape(-1, xh.shape[-1]).T, dz.reshape(-1, dz.shape[-1]))
+            db += dz.reshape(-1, dz.shape[-1]).sum(axis=0)
+            dxh = onp.matmul(dz, W.T)
+            dxs[t], dh_next, dc_next = dxh[..., :n_in], dxh[..., n_in:], dc * f
+        grads = {0: dW, 1: db, 2: dxs, 3: dh_next, 4: dc_next}
+        return tuple(grads[k] for k in argnums)
+    return vjp
+
+
+defvjp_argnums(_sequence, _sequence_vjp)
+
+
+def sequence(params, xs, state):
+    """h_1 … h_T (T, ..., n_hidden) of one layer run over inputs xs (T, ..., n_in) from ``state``:
+    ``cell`` applied T times, as one autograd primitive whose backward pass (backpropagation
+    through time) is written out — one node instead of about twenty per step, which matters for
+    the short windows and small batches of an S-step. Differentiable in params, xs and state."""
+    W, b = params
+    n_hidden = np.shape(W)[1] // 4
+    if (np.ndim(xs) < 2 or np.shape(xs)[-1] != np.shape(W)[0] - n_hidden
+            or np.shape(state.h) != np.shape(xs)[1:-1] + (n_hidden,)):
+        raise ValueError(f"xs must be (T, ..., {np.shape(W)[0] - n_hidden}) and the state "
+                         f"(..., {n_hidden}) with the same leading shape, got {np.shape(xs)} "
+                         f"and {np.shape(state.h)}")
+    return _sequence(W, b, xs, state.h, state.c)[0]

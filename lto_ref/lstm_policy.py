@@ -100,12 +100,15 @@ def zero_state(x0, hidden):
 
 def means(cells, outs, groups, psis, h0, c0):
     """μ_t (T, n, P) of recorded observations Ψ (T, n, P, 3) from the LSTM state (h0, c0)
-    (n, P, H); differentiable in cells and outs (the S-step's forward pass over a window)."""
-    h, c, out = h0, c0, []
-    for psi in psis:
-        mu, h, c = step_means(cells, outs, groups, psi, h, c)
-        out.append(mu)
-    return np.stack(out)
+    (n, P, H); differentiable in cells and outs (the S-step's forward pass over a window, each
+    group through ``lstm.sequence``)."""
+    mus = []
+    for k, (start, stop) in enumerate(groups):
+        cell, (w, beta) = cells[k % len(cells)], outs[k % len(outs)]
+        hs = lstm.sequence(cell, psis[:, :, start:stop],
+                           lstm.LSTMState(h0[:, start:stop], c0[:, start:stop]))
+        mus.append(np.matmul(hs, w)[..., 0] + beta)                    # (T, n, P_k)
+    return np.concatenate(mus, axis=2)
 
 
 def optimizer(policy, groups):

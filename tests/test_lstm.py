@@ -5,9 +5,9 @@ import warnings
 
 import numpy as np
 import pytest
-from autograd import grad
+from autograd import grad, numpy as anp
 from autograd.test_util import check_grads
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from conftest import rng_from, seeds
 from lto_ref import lstm
@@ -141,3 +141,37 @@ def test_bad_arguments_raise():
         lstm.stack_cell([params], np.zeros(2), ())
     with pytest.raises(ValueError, match="sizes"):
         lstm.stack_init(rng, 2, ())
+
+
+@settings(max_examples=10)
+@given(seeds, st.integers(1, 5), st.sampled_from([(), (3,), (2, 3)]))
+def test_sequence_and_its_backward_pass_equal_the_cell_applied_step_by_step(seed, T, lead):
+    rng = rng_from(seed)
+    W, b = lstm.init(rng, 2, 3, scale=0.7)
+    xs = rng.standard_normal((T,) + lead + (2,))
+    h0, c0 = rng.standard_normal(lead + (3,)), rng.standard_normal(lead + (3,))
+    weights = rng.standard_normal((T,) + lead + (3,))
+
+    def stepwise(W, b, xs, h, c):
+        state, out = lstm.LSTMState(h, c), []
+        for x in xs:
+            h_new, state = lstm.cell((W, b), x, state)
+            out.append(h_new)
+        return anp.sum(anp.stack(out) * weights)
+
+    def fused(W, b, xs, h, c):
+        return anp.sum(lstm.sequence((W, b), xs, lstm.LSTMState(h, c)) * weights)
+
+    args = (W, b, xs, h0, c0)
+    np.testing.assert_allclose(fused(*args), stepwise(*args), rtol=1e-13)
+    for k in range(5):
+        np.testing.assert_allclose(grad(fused, k)(*args), grad(stepwise, k)(*args), rtol=1e-12,
+                                   atol=1e-13)
+
+
+def test_sequence_refuses_mismatched_shapes():
+    params = lstm.init(np.random.default_rng(0), 2, 3)
+    with pytest.raises(ValueError, match="xs must be"):
+        lstm.sequence(params, np.zeros((4, 5, 3)), lstm.zero_state((5,), 3))
+    with pytest.raises(ValueError, match="xs must be"):
+        lstm.sequence(params, np.zeros((4, 5, 2)), lstm.zero_state((6,), 3))
