@@ -8,6 +8,7 @@ run is seeded by one integer: x⁽⁰⁾ from ``SeedSequence([seed, 0])``, the m
 """
 import dataclasses
 import functools
+import time
 import warnings
 from typing import NamedTuple
 
@@ -76,19 +77,23 @@ def _losses(obj):
             functools.partial(nets.loss, obj.net, inputs=obj.inputs, labels=obj.labels))
 
 
-def tune_baselines(problem, obj, seeds, *, names=BASELINES, map_fn=map):
+def tune_baselines(problem, obj, seeds, *, names=BASELINES, map_fn=map, report=None):
     """{name: best setting}, {name: [(setting, score)]}: each baseline's grid on ``obj`` from the
-    x⁽⁰⁾ of ``seeds`` (one row each) on the stream of ``seeds[0]``; score = mean true objective."""
+    x⁽⁰⁾ of ``seeds`` (one row each) on the stream of ``seeds[0]``; score = mean true objective.
+    ``report(name, best, seconds)``, if given, is called as each baseline is tuned."""
     minibatch, full = _losses(obj)
     batches, _ = stream(problem, obj, seeds[0])
     x0 = start(obj.net, seeds)
     best, tables = {}, {}
     for name in names:
+        t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)        # grid edges are in the table
             best[name], tables[name] = rollout.tune_minibatch(
                 functools.partial(optimizers.by_name, name), rollout.minibatch_grid(name),
                 minibatch, batches, full, x0, every=problem.every, map_fn=map_fn)
+        if report is not None:
+            report(name, best[name], time.perf_counter() - t0)
     return best, tables
 
 
