@@ -111,18 +111,27 @@ def means(cells, outs, groups, psis, h0, c0):
     return np.concatenate(mus, axis=2)
 
 
-def optimizer(policy, groups):
+def optimizer(policy, groups, dtype="float64"):
     """The policy's mean step as an ``optimizers.Optimizer`` on nets with these groups (contiguous
-    (start, stop) ranges covering the P coordinates, ``ranges(net)``)."""
+    (start, stop) ranges covering the P coordinates, ``ranges(net)``). ``dtype="float32"`` runs
+    the LSTM and read-out in single precision (Ψ, x and the step stay float64)."""
     _check(policy, groups)
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     hidden = onp.shape(policy.outs[0][0])[0]
+    cells = [(W.astype(dtype), b.astype(dtype)) for W, b in policy.cells]
+    outs = [(w.astype(dtype), beta.astype(dtype)) for w, beta in policy.outs]
+
+    def init(x0):
+        zero = zero_state(x0, hidden)
+        return zero._replace(h=zero.h.astype(dtype), c=zero.c.astype(dtype))
 
     def step(state, x, f, g):
         psi, psi_state = nn_features.psi_step(state.psi, x, f, g)
-        mu, h, c = step_means(policy.cells, policy.outs, groups, psi, state.h, state.c)
-        return mu, State(psi=psi_state, h=h, c=c)
+        mu, h, c = step_means(cells, outs, groups, psi.astype(dtype), state.h, state.c)
+        return mu.astype(onp.float64), State(psi=psi_state, h=h, c=c)
 
-    return optimizers.Optimizer(lambda x0: zero_state(x0, hidden), step)
+    return optimizers.Optimizer(init, step)
 
 
 def save(path, policy, **meta):

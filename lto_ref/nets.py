@@ -17,8 +17,9 @@ from typing import NamedTuple
 import autograd.numpy as np
 import numpy as onp
 from autograd.extend import defvjp, primitive
+from autograd.tracer import getval
 
-__all__ = ["Net", "mlp", "unflatten", "logits", "cross_entropy", "loss", "minibatch_loss", "init", "minibatches", "group_ids"]
+__all__ = ["Net", "mlp", "unflatten", "logits", "cross_entropy", "loss", "minibatch_loss", "hessian_diagonal", "init", "minibatches", "group_ids"]
 
 
 class Net(NamedTuple):
@@ -90,12 +91,11 @@ def cross_entropy(z, labels):
 
 
 def _cross_entropy_vjp(ans, z, labels):
-    def vjp(v):
-        p = onp.exp(z - onp.max(z, axis=1, keepdims=True))
-        p /= onp.sum(p, axis=1, keepdims=True)                         # softmax over classes
-        p[:, labels, onp.arange(z.shape[2])] -= 1.0
-        p *= (v / z.shape[2])[:, None, None]
-        return p
+    def vjp(v):            # autograd.numpy throughout, so that the derivative has a derivative
+        e = np.exp(z - getval(np.max(z, axis=1, keepdims=True)))
+        onehot = onp.arange(np.shape(z)[1])[:, None] == onp.asarray(labels)[None, :]  # (C, B)
+        return (e / np.sum(e, axis=1, keepdims=True) - onehot) * (v / np.shape(z)[2])[:, None,
+                                                                                       None]
     return vjp
 
 
@@ -112,6 +112,37 @@ def minibatch_loss(net, inputs, labels, x, batch):
     d_in), labels (N,)): (n,). ``functools.partial(minibatch_loss, net, inputs, labels)`` is the
     ``objective(x, batch)`` of ``rollout.run_minibatch``, and can be pickled for a process pool."""
     return loss(net, x, inputs[batch], labels[batch])
+
+
+def hessian_diagonal(net, x, inputs, labels):
+    """diag ∇²f (n, P) of the mean cross-entropy of one-hidden-layer nets x (n, P) on (inputs
+    (B, d_in), labels (B,)), exactly (docs/method.md (118)).
+
+    Each logit is linear in every single weight (ReLU is piecewise linear, z bilinear in the two
+    layers), so a diagonal entry of the Hessian is that of the Gauss-Newton matrix,
+    mean_i J_iᵀ (diag p_i − p_i p_iᵀ) J_i with p_i = softmax(z_i): for W2_{jc},
+    mean h_ij² p_ic (1 − p_ic); for W1_{dj}, mean a_id² [u_ij > 0] q_ij with
+    q_ij = Σ_c W2_jc² p_ic − (Σ_c W2_jc p_ic)²; b1 and b2 as W1 and W2 with a = h = 1.
+    The labels do not enter. Not differentiable (plain NumPy).
+    """
+    if len(net.sizes) != 3:
+        raise ValueError(f"hessian_diagonal needs one hidden layer, got sizes {net.sizes}")
+    del labels                                       # the curvature of softmax CE is label-free
+    p = {k: onp.asarray(v, dtype=float) for k, v in unflatten(net, x).items()}
+    a = onp.asarray(inputs, dtype=float)             # (B, d_in)
+    u = onp.matmul(a, p["W1"]) + p["b1"][:, None]    # (n, B, H)
+    h = onp.maximum(u, 0.0)
+    z = onp.matmul(h, p["W2"]) + p["b2"][:, None]    # (n, B, C)
+    prob = onp.exp(z - z.max(axis=-1, keepdims=True))
+    prob /= prob.sum(axis=-1, keepdims=True)
+    W2T = onp.swapaxes(p["W2"], 1, 2)                # (n, C, H)
+    q = onp.matmul(prob, W2T ** 2) - onp.matmul(prob, W2T) ** 2         # (n, B, H)
+    mq = (u > 0) * q
+    v = prob * (1.0 - prob)                                            # (n, B, C)
+    B, n = len(a), len(x)
+    parts = [onp.matmul((a ** 2).T, mq) / B, mq.mean(axis=1),
+             onp.matmul(onp.swapaxes(h ** 2, 1, 2), v) / B, v.mean(axis=1)]
+    return onp.concatenate([part.reshape(n, -1) for part in parts], axis=1)
 
 
 def init(rng, net, n, scale=0.1):

@@ -118,3 +118,22 @@ def test_bad_arguments_raise():
         LP.init(np.random.default_rng(0), 0)
     with pytest.raises(ValueError, match="ranges"):
         LP.optimizer(LP.init(np.random.default_rng(0), 2, SMALL), GROUPS)
+
+
+@given(seeds)
+def test_single_precision_steps_agree_with_double_precision(seed):
+    rng = rng_from(seed)
+    policy = LP.init(rng, len(GROUPS), SMALL)
+    fs, gs, xs = _history(rng)
+    opts = [LP.optimizer(policy, GROUPS, dtype=d) for d in ("float64", "float32")]
+    states = [opt.init(xs[0]) for opt in opts]
+    assert states[1].h.dtype == np.float32
+    bound = sum(np.abs(w).sum() + np.abs(beta).sum() for w, beta in policy.outs)   # |h| ≤ 1
+    for t in range(len(fs)):
+        (d64, states[0]), (d32, states[1]) = (opt.step(s, xs[t], fs[t], gs[t])
+                                              for opt, s in zip(opts, states))
+        assert d32.dtype == np.float64
+        np.testing.assert_allclose(d32, d64, rtol=0, atol=1e-5 * bound)
+    assert not np.array_equal(d32, d64)
+    with pytest.raises(ValueError, match="dtype"):
+        LP.optimizer(policy, GROUPS, dtype="float16")

@@ -133,6 +133,22 @@ def test_logits_are_classes_by_examples():
     np.testing.assert_array_equal(nets.logits(net, x, inputs)[0], (inputs @ W + b).T)
 
 
+@settings(max_examples=10)
+@given(seeds, st.sampled_from([(3, 4, 3), (2, 5, 4), (4, 1, 2)]))
+def test_hessian_diagonal_is_that_of_autograds_hessian(seed, sizes):
+    """Also checks that the loss is twice differentiable (the cross-entropy's written-out
+    derivative is itself differentiable)."""
+    rng = rng_from(seed)
+    net = nets.mlp(*sizes)
+    x, (inputs, labels) = rng.standard_normal((2, net.dim)), _data(rng, net)
+    H = autodiff.hessians(lambda z: nets.loss(net, z, inputs, labels), x)
+    np.testing.assert_allclose(H, np.swapaxes(H, 1, 2), atol=1e-12)
+    np.testing.assert_allclose(nets.hessian_diagonal(net, x, inputs, labels),
+                               np.diagonal(H, axis1=1, axis2=2), rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="one hidden layer"):
+        nets.hessian_diagonal(nets.mlp(2, 3, 3, 2), np.zeros((1, 26)), inputs[:, :2], labels)
+
+
 def test_unflatten_is_row_major_per_group():
     net = nets.mlp(2, 3, 2)
     p = nets.unflatten(net, np.arange(net.dim, dtype=float)[None])
