@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as onp
 
 __all__ = ["PsiState", "psi_terms", "psi", "psi_init", "psi_step", "averages", "phi",
-           "PSI_DIM", "STRIDE", "LAGS", "state_dim"]
+           "PhiState", "phi_init", "phi_step", "PSI_DIM", "STRIDE", "LAGS", "RING", "state_dim"]
 
 PSI_DIM = 3     # Ψ1, Ψ2, Ψ3
 STRIDE = 5      # Φ's stride between lags
@@ -106,30 +106,70 @@ def averages(a):
     return (c - lagged) / count
 
 
+def _phi(bar, t, xs, with_phi3):
+    """States at the times t (m,) with iterates xs (m, n, P); ``bar(k)`` gives the averages
+    (f̄, ḡ, x̄) at the times k (m, L), each (m, L, n[, P]), zero where k < 0 (113)–(116)."""
+    t, i = t[:, None], onp.arange(LAGS + 1)[None, :]
+    floor = lambda k: onp.maximum(k, t % STRIDE)  # noqa: E731
+    j = i[:, :-1]
+    (f_new, g_new, x_new), (f_old, _, x_old) = bar(t - STRIDE * i), bar(t - STRIDE * (i + 1))
+    phi1 = _relative(f_new[:, :-1], f_old[:, :-1])                           # (m, 25, n)
+    phi2 = g_new / (onp.abs(bar(floor(t - STRIDE * (i + 1)))[1]) + 1.0)       # (m, 26, n, P)
+    parts = [xs[..., None], onp.moveaxis(phi1, 1, -1)[:, :, None, :]
+             * onp.ones((1, 1, xs.shape[-1], 1)), onp.moveaxis(phi2, 1, -1)]
+    if with_phi3:
+        num = bar(floor(t - STRIDE * (j + 1)))[2] - bar(floor(t - STRIDE * (j + 2)))[2]
+        den = onp.abs(x_new[:, :-1] - x_old[:, :-1]) + 0.1
+        parts.append(onp.moveaxis(onp.abs(num / den), 1, -1))
+    return onp.concatenate(parts, axis=-1)
+
+
 def phi(fs, gs, xs, *, with_phi3=True):
     """The per-coordinate GPS states s_t^j for t = 0 … T: (T + 1, n, P, 77), or 52 without Φ3.
 
     fs (T + 1, n), gs and xs (T + 1, n, P): a recorded run's minibatch objectives, gradients and
-    iterates. The output holds T + 1 × n × P × 77 numbers: pass only the coordinates needed.
+    iterates. The output holds T + 1 × n × P × 77 numbers: pass only the coordinates needed, or
+    use ``phi_step`` during a run.
     """
     fs, gs, xs = _check_history(fs, gs, xs)
-    T1, pad = len(fs), STRIDE * (LAGS + 1)
-    t = onp.arange(T1)[:, None]
-    i = onp.arange(LAGS + 1)[None, :]
+    pad = STRIDE * (LAGS + 1)                   # row k + pad holds time k; zeros before time 0
+    padded = [onp.concatenate([onp.zeros((pad,) + a.shape[1:]), averages(a)]) for a in (fs, gs, xs)]
+    return _phi(lambda k: tuple(a[k + pad] for a in padded), onp.arange(len(fs)), xs, with_phi3)
 
-    def padded(a):                       # index k − pad of the result is time k; zeros before 0
-        return onp.concatenate([onp.zeros((pad,) + a.shape[1:]), averages(a)], axis=0)
 
-    f_bar, g_bar, x_bar = padded(fs), padded(gs), padded(xs)
-    lag = lambda k: k + pad              # noqa: E731  (row of time k, k may be negative)
-    floor = lambda k: onp.maximum(k, t % STRIDE)  # noqa: E731
-    phi1 = _relative(f_bar[lag(t - STRIDE * i[:, :-1])], f_bar[lag(t - STRIDE * (i[:, :-1] + 1))])
-    phi2 = g_bar[lag(t - STRIDE * i)] / (onp.abs(g_bar[lag(floor(t - STRIDE * (i + 1)))]) + 1.0)
-    parts = [xs[..., None], onp.moveaxis(phi1, 1, -1)[:, :, None, :]
-             * onp.ones((1, 1, xs.shape[-1], 1)), onp.moveaxis(phi2, 1, -1)]
-    if with_phi3:
-        j = i[:, :-1]
-        num = x_bar[lag(floor(t - STRIDE * (j + 1)))] - x_bar[lag(floor(t - STRIDE * (j + 2)))]
-        den = onp.abs(x_bar[lag(t - STRIDE * j)] - x_bar[lag(t - STRIDE * (j + 1))]) + 0.1
-        parts.append(onp.moveaxis(onp.abs(num / den), 1, -1))
-    return onp.concatenate(parts, axis=-1)
+RING = STRIDE * (LAGS + 1) + 1   # 131: the oldest average a state uses is 130 steps back
+
+
+class PhiState(NamedTuple):
+    """What Φ needs from the past: the averages of the last RING times (row k mod RING holds
+    time k) and the raw values of the two steps before the next."""
+    f_bar: onp.ndarray   # (RING, n)
+    g_bar: onp.ndarray   # (RING, n, P)
+    x_bar: onp.ndarray   # (RING, n, P)
+    raw: tuple           # ((f, g, x) at t − 1, (f, g, x) at t − 2), None before they exist
+    t: int               # steps seen so far
+
+
+def phi_init(x0):
+    """The state before t = 0, for iterates shaped like x0 (n, P)."""
+    n, P = onp.shape(x0)
+    return PhiState(onp.zeros((RING, n)), onp.zeros((RING, n, P)), onp.zeros((RING, n, P)),
+                    (None, None), 0)
+
+
+def phi_step(state, x, f, g, *, with_phi3=True):
+    """s_t (n, P, 77) and the next state from x_t (n, P), f̂_t (n,), ∇f̂_t (n, P): ``phi`` one
+    step at a time, in O(RING · n · P) memory (GPS's controllers act on every coordinate)."""
+    t, (prev, prev2) = state.t, state.raw
+    values = [(f, g, x)] + [r for r in (prev, prev2) if r is not None]
+    f_bar, g_bar, x_bar = (b.copy() for b in (state.f_bar, state.g_bar, state.x_bar))
+    for k, b in enumerate((f_bar, g_bar, x_bar)):
+        b[t % RING] = sum(v[k] for v in values) / len(values)
+
+    def bar(k):
+        keep = (k >= 0)[..., None]
+        return tuple(onp.where(keep[..., None] if b.ndim == 3 else keep, b[k % RING], 0.0)
+                     for b in (f_bar, g_bar, x_bar))
+
+    out = _phi(bar, onp.array([t]), onp.asarray(x)[None], with_phi3)[0]
+    return out, PhiState(f_bar, g_bar, x_bar, ((f, g, x), prev), t + 1)

@@ -95,3 +95,21 @@ def test_bad_histories_raise():
         F.psi(np.zeros((3, 2)), np.zeros((3, 2, 4)), np.zeros((3, 2, 5)))
     with pytest.raises(ValueError, match="fs, gs, xs"):
         F.phi(np.zeros((4, 2)), np.zeros((3, 2, 4)), np.zeros((3, 2, 4)))
+
+
+@settings(max_examples=3)
+@given(seeds, st.booleans())
+def test_phi_step_by_step_equals_the_batch_form_past_the_ring(seed, with_phi3):
+    """140 steps wrap the 131-row ring of averages."""
+    fs, gs, xs = _history(rng_from(seed), 140)
+    state, rows = F.phi_init(xs[0]), []
+    before = [a.copy() for a in (state.f_bar, state.g_bar, state.x_bar)]
+    for t in range(141):
+        out, new = F.phi_step(state, xs[t], fs[t], gs[t], with_phi3=with_phi3)
+        if t == 0:              # the state passed in is left as it was
+            for a, b in zip(before, (state.f_bar, state.g_bar, state.x_bar)):
+                np.testing.assert_array_equal(a, b)
+        state = new
+        rows.append(out)
+    np.testing.assert_allclose(np.stack(rows), F.phi(fs, gs, xs, with_phi3=with_phi3),
+                               rtol=1e-12, atol=1e-13)
