@@ -139,8 +139,9 @@ def test_fit_over_conditions_matches_map_fn_and_carries_its_state(pooled):
     lay = E.layout(fam.dim, 4, 2)
     s = E.simulate(fam, problems, x0, _noisy_gd(np.random.default_rng(1), lay), 6, 5, lay)
     cfg = D.Config(prior=G.Config(pooled=pooled), max_samples=8)
-    dyn, state = D.fit(np.random.default_rng(2), s, lay, None, cfg)
-    dyn2, _ = D.fit(np.random.default_rng(2), s, lay, None, cfg, map_fn=lambda f, xs: [f(x) for x in xs])
+    dyn, state = D.fit(np.random.default_rng(2), s, E.structure(lay), None, cfg)
+    dyn2, _ = D.fit(np.random.default_rng(2), s, E.structure(lay), None, cfg,
+                    map_fn=lambda f, xs: [f(x) for x in xs])
     for u, v in zip(dyn, dyn2):
         np.testing.assert_array_equal(u, v)
     assert dyn.Fm.shape == (2, 5, len(lay.index), len(lay.index) + 4)
@@ -162,8 +163,8 @@ def test_carried_prior_state_fits_as_the_whole_trajectory_history_does(pooled):
     for i in range(4):
         s = E.simulate(fam, problems, x0, _noisy_gd(np.random.default_rng(i), lay), 5, 3, lay)
         pts = np.concatenate([s.X[:, :, :-1], s.U[:, :, :-1], s.new[:, :, :-1]], -1)
-        dyn_a, carried = D.fit(np.random.default_rng(10 + i), s, lay, carried, cfg)
-        dyn_b, prior = D.fit(np.random.default_rng(10 + i), s, lay, whole, cfg)
+        dyn_a, carried = D.fit(np.random.default_rng(10 + i), s, E.structure(lay), carried, cfg)
+        dyn_b, prior = D.fit(np.random.default_rng(10 + i), s, E.structure(lay), whole, cfg)
         history = pts if whole is None else np.concatenate([whole.buffers, pts], axis=1)
         whole = D.PriorState(buffers=history, gmms=prior.gmms)
         for u, v in zip(dyn_a, dyn_b):

@@ -19,9 +19,12 @@ The pipeline, in the order one BADMM iteration runs it (docs/method.md §7), one
 11. ``badmm``      dual updates (λ, ν) and step-size adaptation
 12. ``iteration``  one BADMM (or MDGPS) iteration over all conditions
 13. ``trainer``    ``train``: iterations, checkpoints, resume; ``config``: ``Config``
+
+Paper 2's coordinate-wise optimizer uses the same machinery in block-diagonal form:
+``coordinates`` makes each coordinate group one condition, its coordinates extra samples.
 """
-from lto_ref.gps import (badmm, cost, dynamics, environment, eta_search, gmm, iteration,  # noqa
-                         lingauss, lqr, pibar, sstep, warmstart)
+from lto_ref.gps import (badmm, coordinates, cost, dynamics, environment, eta_search, gmm,  # noqa
+                         iteration, lingauss, lqr, pibar, sstep, warmstart)
 from lto_ref.gps.config import Config, config_record
 from lto_ref.gps.iteration import LogRow
 from lto_ref.gps.trainer import GPSLog, train

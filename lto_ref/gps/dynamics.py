@@ -1,7 +1,8 @@
 """Fitting the local linear-Gaussian dynamics of each condition (docs/method.md §7.5, (50)–(58)).
 
 Only the d + 1 unknown entries n_{t+1} = [δ_{t+1}; g_{t+1}] of the next state are regressed on
-z_t = [x_t; u_t]; the other rows of the transition are the exact shift of ``environment.structure``::
+z_t = [x_t; u_t]; the other rows of the transition are exact (``environment.structure`` for paper 1's
+state, ``coordinates.structure`` for paper 2's)::
 
     n_{t+1} ~ N(A_t z_t + a_t, W̃_t)   ⇒   Fm_t = S + E A_t,  fv_t = E a_t,  dyn_covar_t = E W̃_t Eᵀ
 
@@ -15,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref.gps import environment, gmm as gmm_lib, lingauss
+from lto_ref.gps import gmm as gmm_lib, lingauss
 
 __all__ = ["Config", "Dynamics", "PriorState", "fit", "fit_condition", "initial_state"]
 
@@ -83,13 +84,15 @@ def fit_condition(args):
     return S + E @ A, a @ E.T, E @ W @ E.T, x0mu, x0sigma, gmm
 
 
-def fit(rng, samples, lay, state=None, cfg=Config(), *, map_fn=map):
+def fit(rng, samples, structure, state=None, cfg=Config(), *, map_fn=map):
     """Fit the dynamics of every condition from this iteration's samples (docs/method.md §7.4 step 2).
 
     Parameters
     ----------
     rng : np.random.Generator (all seeds are drawn from it before any map)
-    samples : environment.Samples (M conditions);  lay : environment.Layout
+    samples : environment.Samples (M conditions; X, U and new are used)
+    structure : (S (dX, dX+dU), E (dX, r)) with x_{t+1} = S z_t + E n_{t+1}, e.g.
+        ``environment.structure(lay)`` (paper 1) or ``coordinates.structure()`` (paper 2)
     state : PriorState of the previous iteration, or None at the first
     map_fn : ``map`` or an executor's ``map``
 
@@ -98,7 +101,7 @@ def fit(rng, samples, lay, state=None, cfg=Config(), *, map_fn=map):
     Dynamics (M, …) and the new PriorState
     """
     M = samples.X.shape[0]
-    S, E = environment.structure(lay)
+    S, E = structure
     seeds = rng.integers(0, 2**63 - 1, size=M + 1)
     pts = np.concatenate([samples.X[:, :, :-1], samples.U[:, :, :-1], samples.new[:, :, :-1]], -1)
     keep = cfg.max_samples - 1

@@ -141,8 +141,8 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     r_sample, r_dyn, r_pibar, r_sstep = np.random.default_rng(
         np.random.SeedSequence([seed, i])).spawn(4)
     samples = _sample(r_sample, family, problems, x0, state, cfg, lay)
-    dyn, dyn_prior = dynamics.fit(r_dyn, samples, lay, state.dyn_prior, cfg.dynamics_fit,
-                                     map_fn=map_fn)
+    dyn, dyn_prior = dynamics.fit(r_dyn, samples, environment.structure(lay), state.dyn_prior,
+                                  cfg.dynamics_fit, map_fn=map_fn)
     cost, _ = cost_lib.quadratize(family, problems, samples.X, dU, scale=dU)  # released code: dU·f
     st = state._replace(dyn_prior=dyn_prior)
     fit_pibar = lambda s, mu_pol: pibar.fit(r_pibar, samples.X, mu_pol, s.policy.var,  # noqa

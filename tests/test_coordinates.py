@@ -1,0 +1,153 @@
+"""Block-diagonal GPS over coordinate groups: the exact row of the transition, the blocks'
+indexing, a known per-coordinate linear system recovered per group, invariance to permuting a
+group's coordinates, one coordinate per group = the dense per-coordinate path, and the separable
+cost model."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from conftest import rng_from, seeds
+from lto_ref.gps import coordinates as C, dynamics as D, environment as E, gmm as G
+
+GROUPS = [(0, 4), (4, 8), (8, 12)]       # three groups of four coordinates, P = 12
+
+
+def test_structure_makes_x_plus_u_exact_and_leaves_the_rest_unknown():
+    S, Em = C.structure(5)
+    rng = np.random.default_rng(0)
+    s, u, rest = rng.standard_normal(5), rng.standard_normal(1), rng.standard_normal(4)
+    np.testing.assert_allclose(S @ np.concatenate([s, u]) + Em @ rest,
+                               np.concatenate([[s[0] + u[0]], rest]), rtol=1e-15)
+    with pytest.raises(ValueError, match="dX"):
+        C.structure(1)
+
+
+@given(seeds)
+def test_pick_draws_distinct_coordinates_of_each_group(seed):
+    picks = C.pick(rng_from(seed), GROUPS, N=5, K=3)
+    assert picks.shape == (3, 5, 3)
+    for g, (start, stop) in enumerate(GROUPS):
+        assert np.all((picks[g] >= start) & (picks[g] < stop))
+        assert all(len(set(row)) == 3 for row in picks[g].tolist())
+    with pytest.raises(ValueError, match="K must"):
+        C.pick(rng_from(seed), GROUPS, N=5, K=5)
+
+
+def _runs(rng, N=6, T=5, P=12, dX=4, dO=3):
+    return (rng.standard_normal((N, T + 1, P, dX)), rng.standard_normal((N, T, P)),
+            rng.standard_normal((N, T, P, dO)), rng.standard_normal((N, T + 1)))
+
+
+@given(seeds)
+def test_blocks_hold_each_picked_coordinates_trajectory(seed):
+    rng = rng_from(seed)
+    states, actions, obs, fs = _runs(rng)
+    picks = C.pick(rng, GROUPS, 6, 2)
+    b = C.blocks(states, actions, obs, fs, picks)
+    assert b.X.shape == (3, 12, 5, 4) and b.new.shape == (3, 12, 5, 3) and b.U.shape == (3, 12, 5, 1)
+    for g in range(3):
+        for n in range(6):
+            for k in range(2):
+                j, row = picks[g, n, k], n * 2 + k
+                np.testing.assert_array_equal(b.X[g, row], states[n, :5, j])
+                np.testing.assert_array_equal(b.new[g, row], states[n, 1:, j, 1:])
+                np.testing.assert_array_equal(b.U[g, row, :, 0], actions[n, :, j])
+                np.testing.assert_array_equal(b.O[g, row], obs[n, :, j])
+                np.testing.assert_array_equal(b.fs[g, row], fs[n])
+
+
+def _linear_runs(rng, N=40, T=4, dX=3, noise=0.01):
+    """Per-coordinate linear dynamics, one map per group: s' = [x + u; A_k [s; u] + a_k + ε]."""
+    A = 0.4 * rng.standard_normal((3, dX - 1, dX + 1))              # states stay of order 1
+    a = rng.standard_normal((3, dX - 1))
+    states = np.zeros((N, T + 1, 12, dX))
+    states[:, 0] = rng.standard_normal((N, 12, dX))
+    actions = rng.standard_normal((N, T, 12))
+    group = np.repeat(np.arange(3), 4)
+    for t in range(T):
+        z = np.concatenate([states[:, t], actions[:, t, :, None]], axis=-1)     # (N, P, dX + 1)
+        states[:, t + 1, :, 0] = states[:, t, :, 0] + actions[:, t]
+        states[:, t + 1, :, 1:] = (np.einsum("pij,npj->npi", A[group], z) + a[group]
+                                   + noise * rng.standard_normal((N, 12, dX - 1)))
+    return states, actions, A, a
+
+
+@settings(max_examples=20)
+@given(seeds)
+def test_known_per_coordinate_linear_dynamics_are_recovered_per_group(seed):
+    rng = rng_from(seed)
+    states, actions, A, a = _linear_runs(rng, N=100, noise=1e-4)
+    b = C.blocks(states, actions, np.zeros(actions.shape + (1,)), np.zeros((100, 5)),
+                 C.pick(rng, GROUPS, 100, 4))
+    # weak prior and ridge: the fit is then close to least squares on 400 samples per step
+    cfg = D.Config(prior=G.Config(pooled=False, strength=1e-3, reg=1e-9), max_samples=1000)
+    dyn, _ = D.fit(np.random.default_rng(0), b, C.structure(3), None, cfg)
+    S, Em = C.structure(3)
+    for g in range(3):
+        np.testing.assert_allclose(dyn.Fm[g], np.broadcast_to(S + Em @ A[g], dyn.Fm[g].shape),
+                                   atol=1e-3)
+        np.testing.assert_allclose(dyn.fv[g], np.broadcast_to(Em @ a[g], dyn.fv[g].shape),
+                                   atol=1e-3)
+
+
+@settings(max_examples=5)
+@given(seeds)
+def test_permuting_a_groups_coordinates_leaves_the_fits_unchanged(seed):
+    rng = rng_from(seed)
+    states, actions, _, _ = _linear_runs(rng, N=5, noise=0.3)
+    obs, fs = np.zeros(actions.shape + (1,)), np.zeros((5, 5))
+    picks = np.array([np.tile(np.arange(a, b), (5, 1)) for a, b in GROUPS])   # every coordinate
+    orders = [rng.permutation(4) for _ in GROUPS]
+    perm = np.concatenate([a + (o if np.any(o != np.arange(4)) else o[::-1])
+                           for (a, _), o in zip(GROUPS, orders)])       # never the identity
+    prior = G.GMM(rng.standard_normal((2, 6)), np.stack([np.eye(6)] * 2), np.log([0.5, 0.5]))
+    fits, Xs = [], []
+    for st, ac in ((states, actions), (states[:, :, perm], actions[:, :, perm])):
+        b = C.blocks(st, ac, obs, fs, picks)
+        S, Em = C.structure(3)
+        pts = np.concatenate([b.X[0, :, :-1], b.U[0, :, :-1], b.new[0, :, :-1]], -1)
+        fits.append(D.fit_condition((0, b.X[0], b.U[0], b.new[0], pts, prior, 100, None, S, Em,
+                                     D.Config())))
+        Xs.append(b.X[0])
+    assert not np.array_equal(Xs[0], Xs[1])                          # the samples' order moved
+    np.testing.assert_array_equal(np.sort(Xs[0], axis=0), np.sort(Xs[1], axis=0))
+    for u, v in zip(fits[0][:3], fits[1][:3]):
+        np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
+
+
+def test_one_coordinate_per_group_is_the_dense_per_coordinate_path():
+    rng = np.random.default_rng(3)
+    states, actions, _, _ = _linear_runs(rng, N=30, noise=0.1)
+    obs, fs = rng.standard_normal(actions.shape + (2,)), rng.standard_normal((30, 5))
+    singles = [(j, j + 1) for j in range(12)]
+    b = C.blocks(states, actions, obs, fs, C.pick(rng, singles, 30, 1))
+    dense = E.Samples(X=np.moveaxis(states[:, :4], 2, 0), U=np.moveaxis(actions, 2, 0)[..., None],
+                      O=np.moveaxis(obs, 2, 0), fs=np.broadcast_to(fs, (12, 30, 5)),
+                      new=np.moveaxis(states[:, 1:, :, 1:], 2, 0),
+                      diverged=np.zeros((12, 30), dtype=bool))
+    for u, v in zip(b, dense):
+        np.testing.assert_array_equal(u, v)
+    cfg = D.Config(max_samples=100)
+    one, _ = D.fit(np.random.default_rng(0), b, C.structure(3), None, cfg)
+    other, _ = D.fit(np.random.default_rng(0), dense, C.structure(3), None, cfg)
+    for u, v in zip(one, other):
+        np.testing.assert_array_equal(u, v)
+
+
+@given(seeds)
+def test_cost_model_matches_each_samples_expansion_on_average(seed):
+    rng = rng_from(seed)
+    X = rng.standard_normal((2, 3, 4, 5))
+    f, g, h = rng.standard_normal((3, 2, 3, 4))
+    cost = C.quadratize(X, f, g, h)
+    y = rng.standard_normal((2, 4))                      # a new x-entry, per group and step
+    z = np.zeros((2, 4, 6))
+    z[..., 0] = y
+    model = (0.5 * np.einsum("gti,gtij,gtj->gt", z, cost.Cm, z)
+             + np.einsum("gti,gti->gt", z, cost.cv) + cost.cc)
+    x = X[..., 0]
+    direct = np.mean(f + g * (y[:, None] - x) + 0.5 * h * (y[:, None] - x) ** 2, axis=1)
+    np.testing.assert_allclose(model, direct, rtol=1e-12, atol=1e-12)
+    assert np.all(cost.Cm[..., 1:, :] == 0) and np.all(cost.cv[..., 1:] == 0)
+    with pytest.raises(ValueError, match="f, grad, hdiag"):
+        C.quadratize(X, f, g, h[:, :2])
