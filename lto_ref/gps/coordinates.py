@@ -11,11 +11,15 @@ The dynamics, π̄ and cost models are block-diagonal in the same way, so each g
 the N runs × K picked coordinates of the group as its samples: arrays (G, N·K, T, …). The next
 state's x-entry is exact (x' = x + u), the other 76 entries are regressed.
 """
+import functools
+from typing import NamedTuple
+
 import numpy as onp
 
+from lto_ref import autodiff, nets, nn_features
 from lto_ref.gps import cost as cost_lib, environment
 
-__all__ = ["structure", "pick", "blocks", "quadratize"]
+__all__ = ["structure", "pick", "blocks", "quadratize", "Runs", "simulate", "run_blocks"]
 
 
 def structure(dX=77):
@@ -91,3 +95,57 @@ def quadratize(X, f, grad, hdiag):
     cv[..., 0] = (grad - hdiag * x).mean(axis=1)
     cc = (f - grad * x + 0.5 * hdiag * x * x).mean(axis=1)
     return cost_lib.QuadCost(Cm=Cm, cv=cv, cc=cc)
+
+
+class Runs(NamedTuple):
+    """N runs from one x⁽⁰⁾ on one minibatch stream, recorded at the picked coordinates."""
+    states: onp.ndarray   # (N, T + 1, Q, dX) s_t^j of the Q = G·K picked coordinates of each run
+    actions: onp.ndarray  # (N, T, Q) u_t^j
+    obs: onp.ndarray      # (N, T, Q, 3) Ψ_t^j, the policy's observations
+    fs: onp.ndarray       # (N, T + 1) true objective f(x_t)
+    grad: onp.ndarray     # (N, T, Q) ∂f/∂x_j at x_t
+    hdiag: onp.ndarray    # (N, T, Q) ∂²f/∂x_j² at x_t (``nets.hessian_diagonal``)
+    picks: onp.ndarray    # (G, N, K) the picked coordinates; run n's column q = g·K + k
+
+
+def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True):
+    """Run N copies of the optimizer ``act`` from x0 (P,) for T steps on the minibatch stream
+    ``batches`` (T + 1, B) (f̂_t, ∇f̂_t on batch t; batch T gives the last state), every
+    coordinate acting through its state (119); record the picked coordinates.
+
+    data : (inputs (N_data, d_in), labels (N_data,)), the training set (the true objective)
+    act : (t, s (N, P, dX), Ψ (N, P, 3), carry) -> (u (N, P), carry), e.g. the controllers
+    picks : (G, N, K) from ``pick``;  returns Runs.
+    """
+    inputs, labels = data
+    G, N, K = picks.shape
+    cols = onp.moveaxis(picks, 0, 1).reshape(N, G * K)              # run n's Q coordinates
+    rows = onp.arange(N)[:, None]
+    x = onp.repeat(onp.asarray(x0, dtype=float)[None], N, axis=0)
+    phi_state, psi_state = nn_features.phi_init(x), nn_features.psi_init(x)
+    full = functools.partial(nets.loss, net, inputs=inputs, labels=labels)
+    rec = {k: [] for k in Runs._fields[:-1]}
+    for t, batch in enumerate(batches):
+        f_true, g_true = autodiff.value_and_grad(full, x)
+        rec["fs"].append(f_true)
+        f, g = autodiff.value_and_grad(functools.partial(nets.minibatch_loss, net, inputs, labels,
+                                                         batch=batch), x)
+        s, phi_state = nn_features.phi_step(phi_state, x, f, g, with_phi3=with_phi3)
+        rec["states"].append(s[rows, cols])
+        if t == len(batches) - 1:
+            break
+        psi, psi_state = nn_features.psi_step(psi_state, x, f, g)
+        u, carry = act(t, s, psi, carry)
+        rec["actions"].append(u[rows, cols]), rec["obs"].append(psi[rows, cols])
+        rec["grad"].append(g_true[rows, cols])
+        rec["hdiag"].append(nets.hessian_diagonal(net, x, inputs, labels)[rows, cols])
+        x = x + u
+    out = {k: onp.stack(v, axis=1) for k, v in rec.items()}
+    return Runs(**out, picks=picks)
+
+
+def run_blocks(runs):
+    """``blocks`` of recorded Runs: group g's samples are each run's picks g·K … g·K + K − 1."""
+    G, N, K = runs.picks.shape
+    compact = onp.broadcast_to(onp.arange(G * K).reshape(G, 1, K), (G, N, K))
+    return blocks(runs.states, runs.actions, runs.obs, runs.fs, compact)
