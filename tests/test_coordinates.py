@@ -198,3 +198,32 @@ def test_simulate_records_the_picked_coordinates_of_the_run_it_makes():
         for n in range(N):
             np.testing.assert_allclose(b.X[g, 2 * n + 1], phi[:T, picks[g, n, 1]], rtol=1e-10,
                                        atol=1e-12)
+
+
+@given(seeds)
+def test_controllers_act_on_each_coordinate_with_their_groups_gains(seed):
+    rng = rng_from(seed)
+    lg = C.initial_controllers([0.5, 2.0, 1.0], 3, 4, dX=77, var=1e-30)
+    s = rng.standard_normal((2, 12, 77))
+    u, carry = C.controller_act(lg, GROUPS, rng)(1, s, None, "kept")
+    gamma = np.repeat([0.5, 2.0, 1.0], 4)
+    np.testing.assert_allclose(u, -gamma * s[..., C.PHI2_NOW], rtol=1e-12, atol=1e-13)
+    assert carry == "kept"
+    K = rng.standard_normal((3, 4, 1, 77))
+    k, var = rng.standard_normal((3, 4, 1)), rng.uniform(0.1, 1.0, (3, 4, 1, 1))
+    lg = C.lingauss.make(K, k, var)
+    draws = np.random.default_rng(7)
+    u = C.controller_act(lg, GROUPS, draws)(2, s, None, None)[0]
+    xi = np.random.default_rng(7).standard_normal((2, 12))
+    group = np.repeat(np.arange(3), 4)
+    expected = (np.einsum("npd,pd->np", s, K[group, 2, 0]) + k[group, 2, 0]
+                + np.sqrt(var[group, 2, 0, 0]) * xi)
+    np.testing.assert_allclose(u, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_phi2_now_is_the_normalised_average_gradient():
+    from lto_ref import nn_features
+    g = np.array([[[2.0, -3.0]], [[1.0, 1.0]]])                   # (T + 1 = 2, n = 1, P = 2)
+    s = nn_features.phi(np.ones((2, 1)), g, np.zeros((2, 1, 2)))
+    np.testing.assert_allclose(s[0, 0, :, C.PHI2_NOW], [2 / 3, -3 / 4])           # t = 0
+    np.testing.assert_allclose(s[1, 0, :, C.PHI2_NOW], [1.5 / 2.5, -1 / 2])       # ḡ_1 / (|ḡ_1| + 1)

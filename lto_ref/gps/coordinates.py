@@ -17,9 +17,10 @@ from typing import NamedTuple
 import numpy as onp
 
 from lto_ref import autodiff, nets, nn_features
-from lto_ref.gps import cost as cost_lib, environment
+from lto_ref.gps import cost as cost_lib, environment, lingauss
 
-__all__ = ["structure", "pick", "blocks", "quadratize", "Runs", "simulate", "run_blocks"]
+__all__ = ["structure", "pick", "blocks", "quadratize", "Runs", "simulate", "run_blocks",
+           "PHI2_NOW", "initial_controllers", "controller_act"]
 
 
 def structure(dX=77):
@@ -149,3 +150,28 @@ def run_blocks(runs):
     G, N, K = runs.picks.shape
     compact = onp.broadcast_to(onp.arange(G * K).reshape(G, 1, K), (G, N, K))
     return blocks(runs.states, runs.actions, runs.obs, runs.fs, compact)
+
+
+PHI2_NOW = 1 + 25    # the entry of s holding Φ2's newest lag, ḡ_t / (|ḡ_{max(t−5, t mod 5)}| + 1)
+
+
+def initial_controllers(gamma, G, T, dX=77, var=1e-5):
+    """The first controllers, u = −γ_k s[PHI2_NOW] + N(0, var) for every coordinate: a step
+    along the current normalised average gradient (docs/method.md (122)). gamma : (G,) or scalar."""
+    gamma = onp.broadcast_to(onp.asarray(gamma, dtype=float), (G,))
+    K = onp.zeros((G, T, 1, dX))
+    K[:, :, 0, PHI2_NOW] = -gamma[:, None]
+    return lingauss.make(K, onp.zeros((G, T, 1)), onp.full((G, T, 1, 1), float(var)))
+
+
+def controller_act(lg, groups, rng):
+    """The ``act`` of ``simulate`` for controllers lg (G, T, 1, dX): every coordinate j of group
+    k takes u = K_t^k s^j + k_t^k + chol_t^k ξ, ξ ~ N(0, 1) from ``rng`` (119)."""
+    def act(t, s, psi, carry):
+        u = onp.empty(s.shape[:2])
+        xi = rng.standard_normal(s.shape[:2])
+        for k, (start, stop) in enumerate(groups):
+            u[:, start:stop] = (s[:, start:stop] @ lg.K[k, t, 0] + lg.k[k, t, 0]
+                                + lg.chol[k, t, 0, 0] * xi[:, start:stop])
+        return u, carry
+    return act
