@@ -88,6 +88,33 @@ def test_regression_learns_a_learnable_target_and_keeps_the_variances():
         S.Config(batch=0)
 
 
-def test_policy_variance_is_the_inverse_mean_precision_per_group():
+def test_policy_variance_is_the_inverse_weighted_mean_precision_per_group():
     prec = np.stack([np.full((2, 3), 4.0), np.array([[1.0, 3.0, 2.0], [2.0, 2.0, 2.0]])])
-    np.testing.assert_allclose(S.policy_variance(prec), [0.25, 0.5])
+    np.testing.assert_allclose(S.policy_variance(prec, np.ones((2, 2, 3))), [0.25, 0.5])
+    w = np.stack([np.ones((2, 3)), np.array([[3.0, 1.0, 0.0], [0.0, 0.0, 0.0]])])
+    np.testing.assert_allclose(S.policy_variance(prec, w), [0.25, 4.0 / (3.0 + 3.0)])
+
+
+def test_ops_give_the_policys_means_at_the_samples_and_an_s_step_per_group():
+    from lto_ref.gps import environment, iteration
+    rng = np.random.default_rng(1)
+    pol = LP.init(rng, 2, LP.Config(hidden=4, init_scale=0.5))
+    G, M, T = 2, 3, 8
+    O = rng.standard_normal((G, M, T, 3))
+    samples = environment.Samples(X=np.zeros((G, M, T, 5)), U=np.zeros((G, M, T, 1)), O=O,
+                                  fs=np.zeros((G, M, T + 1)), new=np.zeros((G, M, T, 4)),
+                                  diverged=np.zeros((G, M), dtype=bool))
+    ops = S.ops(S.Config(window=4, batch=2, steps=5))
+    mu = ops.mean(pol, samples)
+    assert mu.shape == (G, M, T, 1)
+    for g in range(G):
+        for m in range(M):
+            ref = LP.means([pol.cells[g]], [pol.outs[g]], [(0, 1)], O[g, m][:, None, None],
+                           np.zeros((1, 1, 4)), np.zeros((1, 1, 4)))[:, 0, 0]
+            np.testing.assert_allclose(mu[g, m, :, 0], ref, rtol=1e-12, atol=1e-15)
+    state = iteration.GPSState(0, None, None, None, None, None, pol, False, None, None, None,
+                               None)
+    prec = np.stack([np.full((T, 1, 1), 4.0), np.full((T, 1, 1), 0.5)])
+    new, whitened, adam, loss = ops.s_step(rng, state, samples, mu, prec, np.ones((G, M, T)))
+    np.testing.assert_allclose(new.var, [0.25, 2.0])
+    assert whitened and np.isfinite(loss) and loss < 1e-20     # the policy's own means: no loss

@@ -19,7 +19,8 @@ from lto_ref import features, policy as policy_lib
 from lto_ref.gps import badmm, cost as cost_lib, dynamics, environment, eta_search, lingauss
 from lto_ref.gps import lqr, pibar, sstep, warmstart
 
-__all__ = ["GPSState", "LogRow", "init_state", "iteration", "c_step_block"]
+__all__ = ["GPSState", "LogRow", "PolicyOps", "init_state", "iteration", "c_step_block",
+           "badmm_inner"]
 
 
 class GPSState(NamedTuple):
@@ -49,6 +50,19 @@ class LogRow(NamedTuple):
     sstep_loss: float         # mean minibatch loss of the last S-step (nan if none)
     diverged: int             # samples frozen after a non-finite value
     seconds: float
+
+
+class PolicyOps(NamedTuple):
+    """What the inner loops need of a policy class: its mean actions at the samples and its
+    S-step. Paper 1's MLP (``_mlp_ops``) and paper 2's LSTM plug in here."""
+    mean: object     # (policy, samples) -> μ^π (M, N, T, dU)
+    s_step: object   # (rng, state, samples, target, prec, w) -> (policy, whitened, adam, loss)
+
+
+def _mlp_ops(cfg):
+    return PolicyOps(mean=lambda pol, samples: policy_lib.mean(pol, samples.O),
+                     s_step=lambda rng, st, samples, target, prec, w: _s_step(
+                         rng, st, samples, target, prec, w, cfg))
 
 
 def init_state(family, problems, x0, cfg, seed):
@@ -152,7 +166,8 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     if cfg.algorithm == "mdgps":
         st, kl, loss = _mdgps_inner(st, samples, dyn, cost, fit_pibar, r_sstep, cfg, map_fn)
     else:
-        st, kl, loss = _badmm_inner(st, samples, dyn, cost, fit_pibar, r_sstep, cfg, map_fn)
+        st, kl, loss = badmm_inner(st, samples, dyn, cost, fit_pibar, r_sstep, cfg,
+                                   _mlp_ops(cfg), map_fn)
     row = LogRow(controller_cost=float(samples.fs[..., :cfg.T].sum(-1).mean()),
                  policy_cost=_policy_cost(family, problems, x0, st.policy, cfg, lay),
                  kl=kl, eta=st.eta, step_mult=st.step_mult, nu=st.nu.mean(1), sstep_loss=loss,
@@ -160,10 +175,11 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     return st._replace(iteration=i + 1), row
 
 
-def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
-    """Step adaptation and the inner loop of BADMM (docs/method.md §7.4 steps 3–7)."""
-    i, N = st.iteration, cfg.samples
-    mu_pol = policy_lib.mean(st.policy, samples.O)                       # (M, N, T, dU)
+def badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, ops, map_fn=map):
+    """Step adaptation and the inner loop of BADMM (docs/method.md §7.4 steps 3–7), for the
+    policy class of ``ops``: (state, kl (M,), last S-step loss)."""
+    i, N = st.iteration, samples.X.shape[1]
+    mu_pol = ops.mean(st.policy, samples)                                # (M, N, T, dU)
     pi_bar, gmms = fit_pibar(st, mu_pol)
     st = st._replace(pibar_gmms=gmms)
     step_mult = st.step_mult
@@ -177,10 +193,10 @@ def _badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, map_fn=map):
         if not (i == 0 and j == 0):
             target, prec = sstep.targets(new_lg, samples.X, nu=nu, lam_k=lam_k,
                                          form=cfg.badmm_target)
-            pol, whitened, adam, loss = _s_step(rng, st, samples, target, prec,
-                                                sstep.weights(nu, N), cfg)
+            pol, whitened, adam, loss = ops.s_step(rng, st, samples, target, prec,
+                                                   sstep.weights(nu, N))
             st = st._replace(policy=pol, whitened=whitened, adam=adam)
-            mu_pol = policy_lib.mean(st.policy, samples.O)
+            mu_pol = ops.mean(st.policy, samples)
             pi_bar, gmms = fit_pibar(st, mu_pol)
             st = st._replace(pibar_gmms=gmms)
             lam_k = badmm.update_lambda(lam_k, nu, new_lg, samples.X, mu_pol, cfg.dual_rate)

@@ -19,8 +19,9 @@ from autograd import value_and_grad
 from autograd.misc.flatten import flatten
 
 from lto_ref import lstm, lstm_policy, optimizers
+from lto_ref.gps import iteration
 
-__all__ = ["Config", "start_states", "window_loss", "regress", "policy_variance"]
+__all__ = ["Config", "start_states", "window_loss", "regress", "policy_variance", "ops"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +111,29 @@ def regress(rng, policy, O, target, prec, cfg=Config(), adam_state=None):
     return policy._replace(cells=list(cells), outs=list(outs)), state, losses
 
 
-def policy_variance(prec):
-    """σ_k² = 1 / mean P̃ over each group's samples and steps: (G,) from prec (G, M, T)."""
-    return 1.0 / prec.reshape(len(prec), -1).mean(axis=1)
+def policy_variance(prec, w):
+    """σ_k² = Σ w / Σ w P over each group's samples and steps, the inverse weighted mean
+    precision, as ``sstep.policy_variance`` per group: (G,) from prec and w (G, M, T)."""
+    G = len(prec)
+    return w.reshape(G, -1).sum(axis=1) / (w * prec).reshape(G, -1).sum(axis=1)
+
+
+def ops(cfg=Config()):
+    """The LSTM policy's ``iteration.PolicyOps`` on blocks (``coordinates.run_blocks``): its mean
+    actions from a forward pass over each sample's observations, and this S-step with the
+    BADMM weights w folded into the precisions."""
+    def mean(policy, samples):
+        G, M, T, _ = samples.O.shape
+        groups = [(g * M, (g + 1) * M) for g in range(G)]
+        zero = onp.zeros((1, G * M, onp.shape(policy.outs[0][0])[0]))
+        obs = onp.moveaxis(samples.O, 2, 0).reshape(T, 1, G * M, -1)
+        mu = lstm_policy.means(policy.cells, policy.outs, groups, obs, zero, zero)  # (T, 1, G·M)
+        return onp.moveaxis(mu.reshape(T, G, M), 0, 2)[..., None]
+
+    def s_step(rng, st, samples, target, prec, w):
+        P = onp.broadcast_to(prec[:, None, :, 0, 0], w.shape)                  # (G, M, T)
+        pol, adam, losses = regress(rng, st.policy, samples.O, target[..., 0], P * w, cfg,
+                                    st.adam)
+        return pol._replace(var=policy_variance(P, w)), True, adam, float(losses.mean())
+
+    return iteration.PolicyOps(mean=mean, s_step=s_step)
