@@ -144,6 +144,12 @@ def test_sample_kl_is_the_mean_closed_form_kl(seed, dX, dU):
             ref = np.mean([_gauss_kl(lg.K[m, t] @ X[m, n, t] + lg.k[m, t], lg.pol_covar[m, t],
                                      mu_pol[m, n, t], np.diag(var)) for n in range(3)])
             np.testing.assert_allclose(ours[m, t], ref, rtol=1e-9, atol=1e-10)
+    per_condition = rng.uniform(0.1, 2, (2, dU))             # one variance per condition
+    both = LG.sample_kl(X, mu_pol, lg, per_condition)
+    for m in range(2):
+        alone = LG.sample_kl(X[m:m + 1], mu_pol[m:m + 1], LG.LinGauss(*(a[m:m + 1] for a in lg)),
+                             per_condition[m])
+        np.testing.assert_allclose(both[m], alone[0], rtol=1e-12)
 
 
 def test_cholesky_adds_jitter_with_a_warning_only_when_needed():

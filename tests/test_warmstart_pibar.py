@@ -76,6 +76,11 @@ def test_pibar_recovers_a_linear_policy(pooled):
     np.testing.assert_allclose(pb.pol_covar, np.broadcast_to(np.diag(var), pb.pol_covar.shape),
                                atol=0.02)
     assert len(gmms) == (1 if pooled else M)
+    per_condition = np.array([[0.3, 0.7], [1.5, 0.2]])       # one variance per condition
+    pb2, _ = pibar.fit(np.random.default_rng(0), X, mu_pol, per_condition, cfg=cfg)
+    pb1, _ = pibar.fit(np.random.default_rng(0), X, mu_pol, var, cfg=cfg)
+    shift = np.einsum("mi,ij->mij", per_condition - var, np.eye(dU))[:, None]
+    np.testing.assert_allclose(pb2.pol_covar, pb1.pol_covar + shift, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("pooled", [False, True])

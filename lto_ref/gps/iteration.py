@@ -53,16 +53,18 @@ class LogRow(NamedTuple):
 
 
 class PolicyOps(NamedTuple):
-    """What the inner loops need of a policy class: its mean actions at the samples and its
-    S-step. Paper 1's MLP (``_mlp_ops``) and paper 2's LSTM plug in here."""
-    mean: object     # (policy, samples) -> μ^π (M, N, T, dU)
-    s_step: object   # (rng, state, samples, target, prec, w) -> (policy, whitened, adam, loss)
+    """What the inner loops need of a policy class: its mean actions at the samples, its
+    S-step and its action variance. Paper 1's MLP (``_mlp_ops``) and paper 2's LSTM plug in."""
+    mean: object       # (policy, samples) -> μ^π (M, N, T, dU)
+    s_step: object     # (rng, state, samples, target, prec, w) -> (policy, whitened, adam, loss)
+    variance: object   # policy -> (dU,) shared or (M, dU) per condition
 
 
 def _mlp_ops(cfg):
     return PolicyOps(mean=lambda pol, samples: policy_lib.mean(pol, samples.O),
                      s_step=lambda rng, st, samples, target, prec, w: _s_step(
-                         rng, st, samples, target, prec, w, cfg))
+                         rng, st, samples, target, prec, w, cfg),
+                     variance=lambda pol: pol.var)
 
 
 def init_state(family, problems, x0, cfg, seed):
@@ -202,7 +204,7 @@ def badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, ops, map_fn=map):
             lam_k = badmm.update_lambda(lam_k, nu, new_lg, samples.X, mu_pol, cfg.dual_rate)
             if j == cfg.inner_iterations - 1:
                 nu = badmm.update_nu(nu, lingauss.sample_kl(samples.X, mu_pol, new_lg,
-                                                            st.policy.var))
+                                                            ops.variance(st.policy)))
                 _warn_unstable_duals(nu, cfg)
         new_lg, eta, kl = _c_step(cost, dyn, st.lg, eps, eta, nu=nu, pi_bar=pi_bar, lam_k=lam_k,
                                   map_fn=map_fn, chunks=cfg.chunks)

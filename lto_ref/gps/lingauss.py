@@ -160,11 +160,13 @@ def policy_kl(mu_x, sigma_x, lg, K_bar, k_bar, S_bar):
 def sample_kl(X, mu_pol, lg, pol_var):
     """BADMM monitor: mean over samples of KL(N(K_t x + k_t, G_t) ‖ N(μ_θ(o), diag(pol_var))).
 
-    X : (M, N, T, dX), mu_pol : (M, N, T, dU), pol_var : (dU,)  ->  (M, T)   (docs/method.md (74)–(76))
+    X : (M, N, T, dX), mu_pol : (M, N, T, dU), pol_var : (dU,) shared, or (M, dU) one per
+    condition  ->  (M, T)   (docs/method.md (74)–(76))
     """
     dU = lg.K.shape[-2]
+    var = np.asarray(pol_var, dtype=float).reshape(-1, 1, dU)          # (M or 1, 1, dU)
     u_lg = np.einsum("mtij,mntj->mnti", lg.K, X) + lg.k[:, None]       # (M, N, T, dU)
     delta = mu_pol - u_lg
-    quad = np.mean(np.sum(delta ** 2 / pol_var, axis=-1), axis=1)      # (M, T)
-    tr = np.sum(np.diagonal(lg.pol_covar, axis1=-2, axis2=-1) / pol_var, axis=-1)
-    return 0.5 * (tr + quad - dU + np.sum(np.log(pol_var)) - logdet(lg))
+    quad = np.mean(np.sum(delta ** 2 / var[:, None], axis=-1), axis=1)  # (M, T)
+    tr = np.sum(np.diagonal(lg.pol_covar, axis1=-2, axis2=-1) / var, axis=-1)
+    return 0.5 * (tr + quad - dU + np.sum(np.log(var), axis=-1) - logdet(lg))

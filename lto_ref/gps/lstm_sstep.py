@@ -136,4 +136,4 @@ def ops(cfg=Config()):
                                     st.adam)
         return pol._replace(var=policy_variance(P, w)), True, adam, float(losses.mean())
 
-    return iteration.PolicyOps(mean=mean, s_step=s_step)
+    return iteration.PolicyOps(mean=mean, s_step=s_step, variance=lambda pol: pol.var[:, None])

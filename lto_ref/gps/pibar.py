@@ -18,7 +18,8 @@ def fit(rng, X, mu_pol, pol_var, gmms=None, cfg=gmm_lib.Config(max_clusters=20),
 
     Parameters
     ----------
-    rng : np.random.Generator;  pol_var : (dU,) the policy's variance Σ^π
+    rng : np.random.Generator;  pol_var : (dU,) the policy's variance Σ^π, or (M, dU) one per
+        condition (paper 2's per-group variances)
     gmms : the previous call's GMMs (warm start) or None
     cfg : gmm.Config, the GMM and prior settings (max_clusters 20 as in the released code;
         ``pooled`` fits one GMM on a subsample of all conditions)
@@ -45,7 +46,9 @@ def fit(rng, X, mu_pol, pol_var, gmms=None, cfg=gmm_lib.Config(max_clusters=20),
     K_bar, k_bar, S_bar = (np.concatenate([o[i] for o in out]) for i in range(3))
     if not cfg.pooled:
         gmms = [o[3] for o in out]
-    S_bar = lingauss.symmetrize(S_bar + np.diag(pol_var))
+    dU = S_bar.shape[-1]
+    var = np.asarray(pol_var, dtype=float).reshape(-1, 1, 1, dU)        # (M or 1, 1, 1, dU)
+    S_bar = lingauss.symmetrize(S_bar + var * np.eye(dU))
     return lingauss.make(K_bar, k_bar, S_bar), gmms
 
 
