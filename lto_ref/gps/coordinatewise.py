@@ -1,0 +1,114 @@
+"""One GPS iteration for paper 2's coordinate-wise LSTM optimizer (docs/method.md §13).
+
+BADMM as in paper 1 (docs/method.md §7.4), on blocks: sample N runs of the controllers from
+x⁽⁰⁾ on a fresh minibatch stream, every coordinate acting through its state → keep K coordinates
+per group and run (``coordinates``) → fit the groups' dynamics → the separable cost of the true
+objective → ``iteration.badmm_inner`` with the LSTM's operations (``lstm_sstep.ops``). Iteration
+i draws from ``SeedSequence([seed, i])``.
+"""
+import dataclasses
+import functools
+import time
+
+import numpy as np
+
+from lto_ref import lstm_policy, nets, nn_features, rollout
+from lto_ref.gps import coordinates, dynamics, gmm, iteration, lstm_sstep, pibar
+
+__all__ = ["Config", "init_state", "iteration_step", "policy_cost"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Paper 2's GPS settings (docs/method.md §13; our defaults where the paper is silent)."""
+    iterations: int = 10
+    inner_iterations: int = 4
+    samples: int = 20                # N runs per iteration
+    coords: int = 10                 # K coordinates per group and run (the smallest group: 10)
+    T: int = 400
+    batch: int = 64
+    kl_step: float = 0.2
+    init_eta: float = 1.0
+    nu0: float = 0.01
+    dual_rate: float = 0.2
+    init_gamma: float = 0.1          # the first controllers' step along Φ2 (122)
+    init_var: float = 1e-5
+    with_phi3: bool = True
+    chunks: int = dataclasses.field(default=1, metadata={"identity": False})
+    badmm_target: str = "code"
+    dynamics_fit: dynamics.Config = dynamics.Config(max_samples=1000)
+    policy_prior: gmm.Config = gmm.Config(max_clusters=20)
+    sstep: lstm_sstep.Config = lstm_sstep.Config()
+    policy: lstm_policy.Config = lstm_policy.Config()
+
+    def __post_init__(self):
+        for name in ("iterations", "inner_iterations", "samples", "coords", "T", "batch",
+                     "chunks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("kl_step", "init_eta", "nu0", "dual_rate", "init_gamma", "init_var"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)!r}")
+        if self.badmm_target not in ("code", "derivation"):
+            raise ValueError(f"badmm_target must be 'code' or 'derivation', got "
+                             f"{self.badmm_target!r}")
+
+
+def init_state(net, cfg, seed):
+    """Iteration-0 state: the first controllers (122) of every group and a fresh LSTM policy."""
+    G, dX = len(net.groups), nn_features.state_dim(cfg.with_phi3)
+    lg = coordinates.initial_controllers(cfg.init_gamma, G, cfg.T, dX, cfg.init_var)
+    pol = lstm_policy.init(np.random.default_rng(np.random.SeedSequence([seed, 2**31])), G,
+                           cfg.policy)
+    return iteration.GPSState(0, lg, np.full(G, cfg.init_eta), np.ones(G),
+                              np.full((G, cfg.T), cfg.nu0), np.zeros((G, cfg.T, 1)), pol, True,
+                              None, None, None, None)
+
+
+def _block(values, picks):
+    """(N, T, Q) per-run values of the picked coordinates as (G, N·K, T)."""
+    G, N, K = picks.shape
+    return np.moveaxis(values.reshape(N, -1, G, K), 2, 0).swapaxes(2, 3).reshape(G, N * K, -1)
+
+
+def policy_cost(net, data, x0, policy, batches):
+    """Σ_{t<T} f(x_t) of the policy's mean steps from x0 (P,) on ``batches`` (T, B)."""
+    inputs, labels = data
+    trace = rollout.run_minibatch(
+        lstm_policy.optimizer(policy, lstm_policy.ranges(net)),
+        functools.partial(nets.minibatch_loss, net, inputs, labels), batches,
+        functools.partial(nets.loss, net, inputs=inputs, labels=labels), x0[None])
+    return float(trace.fs[:-1, 0].sum())
+
+
+def iteration_step(state, net, data, x0, cfg, seed, *, map_fn=map):
+    """One iteration on the net's objective (data = (inputs, labels)) from x0 (P,):
+    (new GPSState, iteration.LogRow)."""
+    t0 = time.perf_counter()
+    i, groups = state.iteration, lstm_policy.ranges(net)
+    r_stream, r_pick, r_noise, r_dyn, r_pibar, r_sstep = np.random.default_rng(
+        np.random.SeedSequence([seed, i])).spawn(6)
+    batches = nets.minibatches(r_stream, len(data[1]), cfg.batch, cfg.T + 1)
+    picks = coordinates.pick(r_pick, groups, cfg.samples, cfg.coords)
+    with np.errstate(all="ignore"):
+        runs = coordinates.simulate(net, data, x0, coordinates.controller_act(
+            state.lg, groups, r_noise), None, batches, picks, with_phi3=cfg.with_phi3)
+    samples = coordinates.run_blocks(runs)
+    dyn, prior = dynamics.fit(r_dyn, samples, coordinates.structure(samples.X.shape[-1]),
+                              state.dyn_prior, cfg.dynamics_fit, map_fn=map_fn)
+    cost = coordinates.quadratize(samples.X, samples.fs[..., :cfg.T], _block(runs.grad, picks),
+                                  _block(runs.hdiag, picks))
+    ops = lstm_sstep.ops(cfg.sstep)
+    fit_pibar = lambda s, mu: pibar.fit(r_pibar, samples.X, mu, ops.variance(s.policy),  # noqa
+                                        s.pibar_gmms, cfg.policy_prior, map_fn=map_fn,
+                                        chunks=cfg.chunks)
+    st, kl, loss = iteration.badmm_inner(state._replace(dyn_prior=prior), samples, dyn, cost,
+                                         fit_pibar, r_sstep, cfg, ops, map_fn)
+    row = iteration.LogRow(
+        controller_cost=float(runs.fs[:, :cfg.T].sum(-1).mean()),
+        policy_cost=policy_cost(net, data, x0, st.policy, batches[:cfg.T]),
+        kl=kl, eta=st.eta, step_mult=st.step_mult, nu=st.nu.mean(1), sstep_loss=loss,
+        diverged=int((~np.isfinite(runs.fs[:, -1])).sum()), seconds=time.perf_counter() - t0)
+    return st._replace(iteration=i + 1), row
+
