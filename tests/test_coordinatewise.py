@@ -46,3 +46,19 @@ def test_bad_settings_raise():
         CW.Config(init_gamma=0.0)
     with pytest.raises(ValueError, match="badmm_target"):
         CW.Config(badmm_target="other")
+
+
+def test_per_run_values_are_blocked_as_the_samples_are():
+    """The cost model's derivatives line up with the blocks' samples: actions blocked by
+    ``_block`` are the blocks' actions."""
+    from lto_ref.gps import coordinates
+    rng = np.random.default_rng(2)
+    N, T, G, K = 3, 4, 2, 2
+    picks = np.stack([np.tile([0, 1], (N, 1)), np.tile([2, 3], (N, 1))])
+    runs = coordinates.Runs(states=rng.standard_normal((N, T + 1, G * K, 5)),
+                            actions=rng.standard_normal((N, T, G * K)),
+                            obs=rng.standard_normal((N, T, G * K, 3)),
+                            fs=rng.standard_normal((N, T + 1)), grad=None, hdiag=None,
+                            picks=picks)
+    np.testing.assert_array_equal(CW._block(runs.actions, picks),
+                                  coordinates.run_blocks(runs).U[..., 0])
