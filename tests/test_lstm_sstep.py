@@ -82,10 +82,20 @@ def test_regression_learns_a_learnable_target_and_keeps_the_variances():
     new, _, losses = S.regress(rng, pol, O, target, np.ones((3, 8, 40)), cfg)
     assert losses.shape == (300,) and losses[-20:].mean() < 0.01 * losses[:5].mean()
     np.testing.assert_array_equal(new.var, pol.var)
+    single, _, losses32 = S.regress(np.random.default_rng(0).spawn(1)[0], pol, O, target,
+                                    np.ones((3, 8, 40)), S.Config(window=10, batch=4, steps=300,
+                                                                  lr=1e-2, dtype="float32"))
+    again, _, losses64 = S.regress(np.random.default_rng(0).spawn(1)[0], pol, O, target,
+                                   np.ones((3, 8, 40)), cfg)
+    assert all(W.dtype == np.float64 for W, _ in single.cells)       # θ stays double
+    np.testing.assert_allclose(losses32, losses64, rtol=1e-4, atol=1e-9)
+    assert not np.array_equal(losses32, losses64)                     # single precision was used
     with pytest.raises(ValueError, match="window"):
         S.regress(rng, pol, O[:, :, :5], target[:, :, :5], np.ones((3, 8, 5)), cfg)
     with pytest.raises(ValueError, match="batch"):
         S.Config(batch=0)
+    with pytest.raises(ValueError, match="dtype"):
+        S.Config(dtype="float16")
 
 
 def test_policy_variance_is_the_inverse_weighted_mean_precision_per_group():

@@ -31,14 +31,16 @@ class Config:
     batch: int = 16       # windows per group and Adam step
     steps: int = 2000     # Adam steps per S-step
     lr: float = 1e-3
+    dtype: str = "float64"  # the LSTM's arithmetic in the windows ("float32": θ stays float64)
 
     def __post_init__(self):
         for name in ("window", "batch", "steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not 0 < self.lr < float("inf"):
-            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
+        if not 0 < self.lr < float("inf") or self.dtype not in ("float32", "float64"):
+            raise ValueError(f"lr must be finite and > 0 and dtype 'float32' or 'float64', got "
+                             f"{self.lr}, {self.dtype!r}")
 
 
 class Starts(NamedTuple):
@@ -54,7 +56,8 @@ def start_states(policy, O, window):
     hs, cs = [], []
     for g in range(G):
         cell = policy.cells[g % len(policy.cells)]
-        state = lstm.zero_state((M,), onp.shape(cell[1])[0] // 4)
+        zero = onp.zeros((M, onp.shape(cell[1])[0] // 4), dtype=cell[0].dtype)
+        state = lstm.LSTMState(zero, zero)
         h_g, c_g = [], []
         for t in range(0, T - window + 1, window):
             h_g.append(state.h), c_g.append(state.c)
@@ -97,15 +100,23 @@ def regress(rng, policy, O, target, prec, cfg=Config(), adam_state=None):
     if T < cfg.window or target.shape != (G, M, T) or prec.shape != (G, M, T):
         raise ValueError(f"O must be (G, M, T >= window = {cfg.window}, 3) with target and prec "
                          f"(G, M, T); got {O.shape}, {target.shape}, {prec.shape}")
-    starts = start_states(policy, O, cfg.window)
+    dt = cfg.dtype
+    single = policy._replace(cells=[tuple(a.astype(dt) for a in c) for c in policy.cells])
+    O, target, prec = (onp.asarray(a, dtype=dt) for a in (O, target, prec))
+    starts = start_states(single, O, cfg.window)
     flat, unflatten = flatten((policy.cells, policy.outs))
     adam = optimizers.adam(cfg.lr)
     state = adam.init(flat[None]) if adam_state is None else adam_state
-    objective = value_and_grad(lambda p, *batch: window_loss(*unflatten(p), *batch, G))
+
+    def loss(p, *batch):                           # θ in float64, the windows in ``dt``
+        cells, outs = unflatten(p)
+        cast = lambda pairs: [tuple(a.astype(dt) for a in pair) for pair in pairs]  # noqa
+        return window_loss(cast(cells), cast(outs), *batch, G)
+    objective = value_and_grad(loss)
     losses = onp.zeros(cfg.steps)
     for i in range(cfg.steps):
         losses[i], grad = objective(flat, *_draw(rng, starts, O, target, prec, cfg))
-        step, state = adam.step(state, flat[None], None, grad[None])
+        step, state = adam.step(state, flat[None], None, onp.asarray(grad, dtype=float)[None])
         flat = flat + step[0]
     cells, outs = unflatten(flat)
     return policy._replace(cells=list(cells), outs=list(outs)), state, losses
