@@ -141,20 +141,19 @@ RING = STRIDE * (LAGS + 1) + 1   # 131: the oldest average a state uses is 130 s
 
 
 class PhiState(NamedTuple):
-    """What Φ needs from the past: the averages of the last RING times (row k mod RING holds
-    time k) and the raw values of the two steps before the next."""
-    f_bar: onp.ndarray   # (RING, n)
-    g_bar: onp.ndarray   # (RING, n, P)
-    x_bar: onp.ndarray   # (RING, n, P)
+    """What Φ needs from the past: the averages (f̄ (n,), ḡ (n, P), x̄ (n, P)) of the last RING
+    times, oldest first, and the raw values of the two steps before the next. A tuple of
+    arrays, so a step shares the unchanged rows with the previous state instead of copying."""
+    bars: tuple          # ((f̄, ḡ, x̄) at t − len(bars), …, at t − 1)
     raw: tuple           # ((f, g, x) at t − 1, (f, g, x) at t − 2), None before they exist
     t: int               # steps seen so far
 
 
 def phi_init(x0):
     """The state before t = 0, for iterates shaped like x0 (n, P)."""
-    n, P = onp.shape(x0)
-    return PhiState(onp.zeros((RING, n)), onp.zeros((RING, n, P)), onp.zeros((RING, n, P)),
-                    (None, None), 0)
+    if onp.ndim(x0) != 2:
+        raise ValueError(f"x0 must have shape (n, P), got {onp.shape(x0)}")
+    return PhiState((), (None, None), 0)
 
 
 def phi_step(state, x, f, g, *, with_phi3=True):
@@ -162,14 +161,14 @@ def phi_step(state, x, f, g, *, with_phi3=True):
     step at a time, in O(RING · n · P) memory (GPS's controllers act on every coordinate)."""
     t, (prev, prev2) = state.t, state.raw
     values = [(f, g, x)] + [r for r in (prev, prev2) if r is not None]
-    f_bar, g_bar, x_bar = (b.copy() for b in (state.f_bar, state.g_bar, state.x_bar))
-    for k, b in enumerate((f_bar, g_bar, x_bar)):
-        b[t % RING] = sum(v[k] for v in values) / len(values)
+    newest = tuple(sum(v[k] for v in values) / len(values) for k in range(3))
+    bars = (state.bars + (newest,))[-RING:]
+    first = t + 1 - len(bars)                                  # the time of bars[0]
 
     def bar(k):
-        keep = (k >= 0)[..., None]
-        return tuple(onp.where(keep[..., None] if b.ndim == 3 else keep, b[k % RING], 0.0)
-                     for b in (f_bar, g_bar, x_bar))
+        rows = [bars[kk - first] if kk >= 0 else None for kk in k[0]]
+        return tuple(onp.stack([r[c] if r is not None else onp.zeros_like(newest[c])
+                                for r in rows])[None] for c in range(3))
 
     out = _phi(bar, onp.array([t]), onp.asarray(x)[None], with_phi3)[0]
-    return out, PhiState(f_bar, g_bar, x_bar, ((f, g, x), prev), t + 1)
+    return out, PhiState(bars, ((f, g, x), prev), t + 1)

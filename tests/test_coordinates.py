@@ -192,6 +192,16 @@ def test_simulate_records_the_picked_coordinates_of_the_run_it_makes():
         np.testing.assert_allclose(runs.fs[n], f_true, rtol=1e-12)
         np.testing.assert_allclose(runs.grad[n], g_true[:T, cols], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(runs.hdiag[n], h_true[:T, cols], rtol=1e-10, atol=1e-14)
+    rows = np.array([3, 7, 8, 15, 19])                   # cost derivatives on a subsample
+    sub = C.simulate(net, (inputs, labels), x0, act, 0, batches, picks, cost_rows=rows)
+    g_sub = autodiff.value_and_grad(lambda z: nets.loss(net, z, inputs[rows], labels[rows]),
+                                    xs)[1]
+    h_sub = nets.hessian_diagonal(net, xs, inputs[rows], labels[rows])
+    cols = picks[:, 0].ravel()
+    np.testing.assert_allclose(sub.fs[0], f_true, rtol=1e-12)
+    np.testing.assert_allclose(sub.grad[0], g_sub[:T, cols], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(sub.hdiag[0], h_sub[:T, cols], rtol=1e-10, atol=1e-14)
+    assert not np.allclose(sub.grad[0], runs.grad[0])
     b = C.run_blocks(runs)
     assert b.X.shape == (4, N * 2, T, 77)
     for g in range(4):
@@ -205,20 +215,22 @@ def test_controllers_act_on_each_coordinate_with_their_groups_gains(seed):
     rng = rng_from(seed)
     lg = C.initial_controllers([0.5, 2.0, 1.0], 3, 4, dX=77, var=1e-30)
     s = rng.standard_normal((2, 12, 77))
-    u, carry = C.controller_act(lg, GROUPS, rng)(1, s, None, "kept")
+    u, carry = C.controller_act(lg, GROUPS, [rng, rng])(1, s, None, "kept")
     gamma = np.repeat([0.5, 2.0, 1.0], 4)
     np.testing.assert_allclose(u, -gamma * s[..., C.PHI2_NOW], rtol=1e-12, atol=1e-13)
     assert carry == "kept"
     K = rng.standard_normal((3, 4, 1, 77))
     k, var = rng.standard_normal((3, 4, 1)), rng.uniform(0.1, 1.0, (3, 4, 1, 1))
     lg = C.lingauss.make(K, k, var)
-    draws = np.random.default_rng(7)
+    draws = [np.random.default_rng(7), np.random.default_rng(8)]
     u = C.controller_act(lg, GROUPS, draws)(2, s, None, None)[0]
-    xi = np.random.default_rng(7).standard_normal((2, 12))
+    xi = np.stack([np.random.default_rng(k).standard_normal(12) for k in (7, 8)])
     group = np.repeat(np.arange(3), 4)
     expected = (np.einsum("npd,pd->np", s, K[group, 2, 0]) + k[group, 2, 0]
                 + np.sqrt(var[group, 2, 0, 0]) * xi)
     np.testing.assert_allclose(u, expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="rngs"):
+        C.controller_act(lg, GROUPS, draws[:1])(2, s, None, None)
 
 
 def test_phi2_now_is_the_normalised_average_gradient():

@@ -62,3 +62,24 @@ def test_per_run_values_are_blocked_as_the_samples_are():
                             picks=picks)
     np.testing.assert_array_equal(CW._block(runs.actions, picks),
                                   coordinates.run_blocks(runs).U[..., 0])
+
+
+def test_runs_split_over_chunks_and_a_pool_equal_one_batch():
+    """Each run draws its noise from its own stream: slicing the N runs (``sample_chunks``)
+    and a process pool's map give the same runs; cost_points draws a subsample of rows."""
+    import concurrent.futures
+    import dataclasses
+    net, data, x0 = _problem()
+    st = CW.init_state(net, CFG, 0)
+    rngs = lambda: np.random.default_rng(5).spawn(4)                   # noqa: E731
+    one, _ = CW.sample(st, net, data, x0, dataclasses.replace(CFG, sample_chunks=1), rngs())
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        three, _ = CW.sample(st, net, data, x0, dataclasses.replace(CFG, sample_chunks=3), rngs(),
+                             map_fn=pool.map)
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a, b)
+    assert len(np.unique(one.actions[:, 3, 0])) == 4                # the runs' noises differ
+    cfg = dataclasses.replace(CFG, cost_points=10)
+    sub, _ = CW.sample(st, net, data, x0, cfg, rngs())
+    np.testing.assert_array_equal(sub.fs, one.fs)                   # f on all 30 points
+    assert not np.allclose(sub.grad, one.grad)

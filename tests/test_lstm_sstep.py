@@ -78,7 +78,7 @@ def test_regression_learns_a_learnable_target_and_keeps_the_variances():
     pol = LP.init(rng, 3, LP.Config(hidden=8))
     O = rng.standard_normal((3, 8, 40, 3))
     target = 0.1 * O[..., 1]                           # a step proportional to Ψ2
-    cfg = S.Config(window=10, batch=4, steps=300, lr=1e-2)
+    cfg = S.Config(window=10, batch=4, steps=300, lr=1e-2, dtype="float64")
     new, _, losses = S.regress(rng, pol, O, target, np.ones((3, 8, 40)), cfg)
     assert losses.shape == (300,) and losses[-20:].mean() < 0.01 * losses[:5].mean()
     np.testing.assert_array_equal(new.var, pol.var)
@@ -114,8 +114,11 @@ def test_ops_give_the_policys_means_at_the_samples_and_an_s_step_per_group():
     samples = environment.Samples(X=np.zeros((G, M, T, 5)), U=np.zeros((G, M, T, 1)), O=O,
                                   fs=np.zeros((G, M, T + 1)), new=np.zeros((G, M, T, 4)),
                                   diverged=np.zeros((G, M), dtype=bool))
-    ops = S.ops(S.Config(window=4, batch=2, steps=5))
+    ops = S.ops(S.Config(window=4, batch=2, steps=5, dtype="float64"))
     mu = ops.mean(pol, samples)
+    single = S.ops(S.Config(window=4, batch=2, steps=5, dtype="float32")).mean(pol, samples)
+    assert single.dtype == np.float64
+    np.testing.assert_allclose(single, mu, rtol=1e-4, atol=1e-6)
     assert mu.shape == (G, M, T, 1)
     for g in range(G):
         for m in range(M):

@@ -103,12 +103,15 @@ def test_phi_step_by_step_equals_the_batch_form_past_the_ring(seed, with_phi3):
     """140 steps wrap the 131-row ring of averages."""
     fs, gs, xs = _history(rng_from(seed), 140)
     state, rows = F.phi_init(xs[0]), []
-    before = [a.copy() for a in (state.f_bar, state.g_bar, state.x_bar)]
     for t in range(141):
+        if t == 5:
+            kept = [[a.copy() for a in row] for row in state.bars]
         out, new = F.phi_step(state, xs[t], fs[t], gs[t], with_phi3=with_phi3)
-        if t == 0:              # the state passed in is left as it was
-            for a, b in zip(before, (state.f_bar, state.g_bar, state.x_bar)):
-                np.testing.assert_array_equal(a, b)
+        if t == 5:              # the state passed in is left as it was
+            for row, was in zip(state.bars, kept):
+                for a, b in zip(row, was):
+                    np.testing.assert_array_equal(a, b)
+            assert len(state.bars) == 5 and state.t == 5
         state = new
         rows.append(out)
     np.testing.assert_allclose(np.stack(rows), F.phi(fs, gs, xs, with_phi3=with_phi3),

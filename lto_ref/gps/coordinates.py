@@ -20,7 +20,7 @@ from lto_ref import autodiff, nets, nn_features
 from lto_ref.gps import cost as cost_lib, environment, lingauss
 
 __all__ = ["structure", "pick", "blocks", "quadratize", "Runs", "simulate", "run_blocks",
-           "PHI2_NOW", "initial_controllers", "controller_act"]
+           "PHI2_NOW", "initial_controllers", "controller_act", "concatenate"]
 
 
 def structure(dX=77):
@@ -109,7 +109,7 @@ class Runs(NamedTuple):
     picks: onp.ndarray    # (G, N, K) the picked coordinates; run n's column q = g·K + k
 
 
-def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True):
+def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True, cost_rows=None):
     """Run N copies of the optimizer ``act`` from x0 (P,) for T steps on the minibatch stream
     ``batches`` (T + 1, B) (f̂_t, ∇f̂_t on batch t; batch T gives the last state), every
     coordinate acting through its state (119); record the picked coordinates.
@@ -117,6 +117,8 @@ def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True):
     data : (inputs (N_data, d_in), labels (N_data,)), the training set (the true objective)
     act : (t, s (N, P, dX), Ψ (N, P, 3), carry) -> (u (N, P), carry), e.g. the controllers
     picks : (G, N, K) from ``pick``;  returns Runs.
+    cost_rows : (R,) rows of the training set on which the cost model's derivatives (grad,
+    hdiag) are taken, or None for all of it; fs is always the objective on all of it.
     """
     inputs, labels = data
     G, N, K = picks.shape
@@ -124,11 +126,11 @@ def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True):
     rows = onp.arange(N)[:, None]
     x = onp.repeat(onp.asarray(x0, dtype=float)[None], N, axis=0)
     phi_state, psi_state = nn_features.phi_init(x), nn_features.psi_init(x)
-    full = functools.partial(nets.loss, net, inputs=inputs, labels=labels)
+    sub = (inputs, labels) if cost_rows is None else (inputs[cost_rows], labels[cost_rows])
+    cost = functools.partial(nets.loss, net, inputs=sub[0], labels=sub[1])
     rec = {k: [] for k in Runs._fields[:-1]}
     for t, batch in enumerate(batches):
-        f_true, g_true = autodiff.value_and_grad(full, x)
-        rec["fs"].append(f_true)
+        rec["fs"].append(nets.loss(net, x, inputs, labels))
         f, g = autodiff.value_and_grad(functools.partial(nets.minibatch_loss, net, inputs, labels,
                                                          batch=batch), x)
         s, phi_state = nn_features.phi_step(phi_state, x, f, g, with_phi3=with_phi3)
@@ -138,8 +140,8 @@ def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True):
         psi, psi_state = nn_features.psi_step(psi_state, x, f, g)
         u, carry = act(t, s, psi, carry)
         rec["actions"].append(u[rows, cols]), rec["obs"].append(psi[rows, cols])
-        rec["grad"].append(g_true[rows, cols])
-        rec["hdiag"].append(nets.hessian_diagonal(net, x, inputs, labels)[rows, cols])
+        rec["grad"].append(autodiff.value_and_grad(cost, x)[1][rows, cols])
+        rec["hdiag"].append(nets.hessian_diagonal(net, x, *sub)[rows, cols])
         x = x + u
     out = {k: onp.stack(v, axis=1) for k, v in rec.items()}
     return Runs(**out, picks=picks)
@@ -164,14 +166,24 @@ def initial_controllers(gamma, G, T, dX=77, var=1e-5):
     return lingauss.make(K, onp.zeros((G, T, 1)), onp.full((G, T, 1, 1), float(var)))
 
 
-def controller_act(lg, groups, rng):
+def controller_act(lg, groups, rngs):
     """The ``act`` of ``simulate`` for controllers lg (G, T, 1, dX): every coordinate j of group
-    k takes u = K_t^k s^j + k_t^k + chol_t^k ξ, ξ ~ N(0, 1) from ``rng`` (119)."""
+    k takes u = K_t^k s^j + k_t^k + chol_t^k ξ (119), run n's ξ ~ N(0, 1) drawn from rngs[n] (one
+    generator per run, so that runs split over processes draw what they would together)."""
     def act(t, s, psi, carry):
+        if len(rngs) != s.shape[0]:
+            raise ValueError(f"rngs must hold one generator per run ({s.shape[0]}), got "
+                             f"{len(rngs)}")
         u = onp.empty(s.shape[:2])
-        xi = rng.standard_normal(s.shape[:2])
+        xi = onp.stack([r.standard_normal(s.shape[1]) for r in rngs])
         for k, (start, stop) in enumerate(groups):
             u[:, start:stop] = (s[:, start:stop] @ lg.K[k, t, 0] + lg.k[k, t, 0]
                                 + lg.chol[k, t, 0, 0] * xi[:, start:stop])
         return u, carry
     return act
+
+
+def concatenate(parts):
+    """One Runs of several with the same stream (runs split over processes), in order."""
+    return Runs(*(onp.concatenate([getattr(p, f) for p in parts], axis=1 if f == "picks" else 0)
+                  for f in Runs._fields))

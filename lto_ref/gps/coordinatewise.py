@@ -15,7 +15,7 @@ import numpy as np
 from lto_ref import lstm_policy, nets, nn_features, rollout
 from lto_ref.gps import coordinates, dynamics, gmm, iteration, lstm_sstep, pibar
 
-__all__ = ["Config", "init_state", "iteration_step", "policy_cost"]
+__all__ = ["Config", "init_state", "sample", "iteration_step", "policy_cost"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +34,9 @@ class Config:
     init_gamma: float = 0.1          # the first controllers' step along Φ2 (122)
     init_var: float = 1e-5
     with_phi3: bool = True
+    cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
     chunks: int = dataclasses.field(default=1, metadata={"identity": False})
+    sample_chunks: int = dataclasses.field(default=2, metadata={"identity": False})
     badmm_target: str = "code"
     dynamics_fit: dynamics.Config = dynamics.Config(max_samples=1000)
     policy_prior: gmm.Config = gmm.Config(max_clusters=20)
@@ -43,10 +45,13 @@ class Config:
 
     def __post_init__(self):
         for name in ("iterations", "inner_iterations", "samples", "coords", "T", "batch",
-                     "chunks"):
+                     "chunks", "sample_chunks"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.cost_points, bool) or not isinstance(self.cost_points, int) or \
+                self.cost_points < 0:
+            raise ValueError(f"cost_points must be an integer >= 0, got {self.cost_points!r}")
         for name in ("kl_step", "init_eta", "nu0", "dual_rate", "init_gamma", "init_var"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)!r}")
@@ -72,28 +77,55 @@ def _block(values, picks):
     return np.moveaxis(values.reshape(N, -1, G, K), 2, 0).swapaxes(2, 3).reshape(G, N * K, -1)
 
 
-def policy_cost(net, data, x0, policy, batches):
-    """Σ_{t<T} f(x_t) of the policy's mean steps from x0 (P,) on ``batches`` (T, B)."""
+def policy_cost(net, data, x0, policy, batches, dtype="float64"):
+    """Σ_{t<T} f(x_t) of the policy's mean steps from x0 (P,) on ``batches`` (T, B), the LSTM
+    in ``dtype``."""
     inputs, labels = data
     trace = rollout.run_minibatch(
-        lstm_policy.optimizer(policy, lstm_policy.ranges(net)),
+        lstm_policy.optimizer(policy, lstm_policy.ranges(net), dtype),
         functools.partial(nets.minibatch_loss, net, inputs, labels), batches,
         functools.partial(nets.loss, net, inputs=inputs, labels=labels), x0[None])
     return float(trace.fs[:-1, 0].sum())
+
+
+def _sample(job):
+    """Runs of the controllers for one slice of the N runs (module level: picklable for a
+    process pool's map). job = (net, data, x0, lg, seeds (one SeedSequence per run), batches,
+    picks (G, n, K), with_phi3, cost_rows)."""
+    net, data, x0, lg, seeds, batches, picks, with_phi3, cost_rows = job
+    act = coordinates.controller_act(lg, lstm_policy.ranges(net),
+                                     [np.random.default_rng(s) for s in seeds])
+    with np.errstate(all="ignore"):
+        return coordinates.simulate(net, data, x0, act, None, batches, picks,
+                                    with_phi3=with_phi3, cost_rows=cost_rows)
+
+
+def sample(state, net, data, x0, cfg, rngs, *, map_fn=map):
+    """The iteration's N runs of the controllers (``coordinates.Runs``), in ``cfg.sample_chunks``
+    slices through ``map_fn``; rngs = (stream, pick, noise, cost rows) generators."""
+    r_stream, r_pick, r_noise, r_rows = rngs
+    batches = nets.minibatches(r_stream, len(data[1]), cfg.batch, cfg.T + 1)
+    picks = coordinates.pick(r_pick, lstm_policy.ranges(net), cfg.samples, cfg.coords)
+    n_data = len(data[1])
+    rows = (None if cfg.cost_points in (0, n_data) or cfg.cost_points > n_data
+            else np.sort(r_rows.choice(n_data, cfg.cost_points, replace=False)))
+    seeds = r_noise.bit_generator.seed_seq.spawn(cfg.samples)
+    cut = np.array_split(np.arange(cfg.samples), min(cfg.sample_chunks, cfg.samples))
+    jobs = [(net, data, x0, state.lg, [seeds[n] for n in part], batches, picks[:, part],
+             cfg.with_phi3, rows) for part in cut]
+    return coordinates.concatenate(list(map_fn(_sample, jobs))), batches
 
 
 def iteration_step(state, net, data, x0, cfg, seed, *, map_fn=map):
     """One iteration on the net's objective (data = (inputs, labels)) from x0 (P,):
     (new GPSState, iteration.LogRow)."""
     t0 = time.perf_counter()
-    i, groups = state.iteration, lstm_policy.ranges(net)
-    r_stream, r_pick, r_noise, r_dyn, r_pibar, r_sstep = np.random.default_rng(
-        np.random.SeedSequence([seed, i])).spawn(6)
-    batches = nets.minibatches(r_stream, len(data[1]), cfg.batch, cfg.T + 1)
-    picks = coordinates.pick(r_pick, groups, cfg.samples, cfg.coords)
-    with np.errstate(all="ignore"):
-        runs = coordinates.simulate(net, data, x0, coordinates.controller_act(
-            state.lg, groups, r_noise), None, batches, picks, with_phi3=cfg.with_phi3)
+    i = state.iteration
+    r_stream, r_pick, r_noise, r_dyn, r_pibar, r_sstep, r_rows = np.random.default_rng(
+        np.random.SeedSequence([seed, i])).spawn(7)
+    runs, batches = sample(state, net, data, x0, cfg, (r_stream, r_pick, r_noise, r_rows),
+                           map_fn=map_fn)
+    picks = runs.picks
     samples = coordinates.run_blocks(runs)
     dyn, prior = dynamics.fit(r_dyn, samples, coordinates.structure(samples.X.shape[-1]),
                               state.dyn_prior, cfg.dynamics_fit, map_fn=map_fn)
@@ -107,7 +139,7 @@ def iteration_step(state, net, data, x0, cfg, seed, *, map_fn=map):
                                          fit_pibar, r_sstep, cfg, ops, map_fn)
     row = iteration.LogRow(
         controller_cost=float(runs.fs[:, :cfg.T].sum(-1).mean()),
-        policy_cost=policy_cost(net, data, x0, st.policy, batches[:cfg.T]),
+        policy_cost=policy_cost(net, data, x0, st.policy, batches[:cfg.T], cfg.sstep.dtype),
         kl=kl, eta=st.eta, step_mult=st.step_mult, nu=st.nu.mean(1), sstep_loss=loss,
         diverged=int((~np.isfinite(runs.fs[:, -1])).sum()), seconds=time.perf_counter() - t0)
     return st._replace(iteration=i + 1), row

@@ -28,10 +28,10 @@ __all__ = ["Config", "start_states", "window_loss", "regress", "policy_variance"
 class Config:
     """S-step settings (docs/method.md (121); our defaults)."""
     window: int = 20      # L, steps per window
-    batch: int = 16       # windows per group and Adam step
-    steps: int = 2000     # Adam steps per S-step
+    batch: int = 128      # windows per group and Adam step
+    steps: int = 100      # Adam steps per S-step
     lr: float = 1e-3
-    dtype: str = "float64"  # the LSTM's arithmetic in the windows ("float32": θ stays float64)
+    dtype: str = "float32"  # the LSTM's arithmetic in the windows (θ stays float64)
 
     def __post_init__(self):
         for name in ("window", "batch", "steps"):
@@ -131,15 +131,17 @@ def policy_variance(prec, w):
 
 def ops(cfg=Config()):
     """The LSTM policy's ``iteration.PolicyOps`` on blocks (``coordinates.run_blocks``): its mean
-    actions from a forward pass over each sample's observations, and this S-step with the
-    BADMM weights w folded into the precisions."""
+    actions from a forward pass over each sample's observations (in ``cfg.dtype``), and this
+    S-step with the BADMM weights w folded into the precisions."""
     def mean(policy, samples):
         G, M, T, _ = samples.O.shape
         groups = [(g * M, (g + 1) * M) for g in range(G)]
-        zero = onp.zeros((1, G * M, onp.shape(policy.outs[0][0])[0]))
-        obs = onp.moveaxis(samples.O, 2, 0).reshape(T, 1, G * M, -1)
-        mu = lstm_policy.means(policy.cells, policy.outs, groups, obs, zero, zero)  # (T, 1, G·M)
-        return onp.moveaxis(mu.reshape(T, G, M), 0, 2)[..., None]
+        dt = cfg.dtype
+        zero = onp.zeros((1, G * M, onp.shape(policy.outs[0][0])[0]), dtype=dt)
+        obs = onp.moveaxis(samples.O, 2, 0).reshape(T, 1, G * M, -1).astype(dt)
+        cast = lambda pairs: [tuple(a.astype(dt) for a in pair) for pair in pairs]  # noqa
+        mu = lstm_policy.means(cast(policy.cells), cast(policy.outs), groups, obs, zero, zero)
+        return onp.moveaxis(mu.reshape(T, G, M), 0, 2)[..., None].astype(float)   # (G, M, T, 1)
 
     def s_step(rng, st, samples, target, prec, w):
         P = onp.broadcast_to(prec[:, None, :, 0, 0], w.shape)                  # (G, M, T)

@@ -21,7 +21,7 @@ from lto_ref.gps import cost, dynamics, gmm, lingauss, sstep
 from lto_ref.gps.config import Config, config_record
 from lto_ref.gps.iteration import GPSState, LogRow, init_state, iteration
 
-__all__ = ["GPSLog", "train", "TYPES"]
+__all__ = ["GPSLog", "train", "loop", "stack_rows", "TYPES"]
 
 TYPES = {cls.__name__: cls for cls in (GPSState, LogRow, lingauss.LinGauss, policy_lib.Policy,
                                        sstep.AdamState, dynamics.PriorState, gmm.GMM,
@@ -62,15 +62,40 @@ def _check(family, problems, x0):
     return x0
 
 
-def _resume(path, ident):
+def _resume(path, ident, types):
     """(state, rows) of a matching checkpoint at ``path``, (None, []) if there is none."""
     if path is None or not os.path.exists(io.paths(path)[1]):
         return None, []
-    (state, rows), meta = io.load_tree(path, TYPES)
+    (state, rows), meta = io.load_tree(path, types)
     if meta.get("run") != ident:
         raise ValueError(f"{io.paths(path)[1]}: checkpoint of a different run; use another "
                          f"checkpoint_dir or delete it")
     return state, list(rows)
+
+
+def loop(init, step, iterations, path, ident, types, callback=None):
+    """The checkpointed iteration loop shared by the trainers: (final state, [LogRow]).
+
+    init() -> the iteration-0 state (called only without a matching checkpoint);
+    step(state) -> (state, LogRow); path : checkpoint file (``io.save_tree``) or None, written
+    after every iteration but the last and removed at the end; ident : JSON-able description
+    a checkpoint must match; types : ``io.load_tree``'s record types.
+    """
+    state, rows = _resume(path, ident, types)
+    if state is None:
+        state = init()
+    for i in range(state.iteration, iterations):
+        state, row = step(state)
+        rows.append(row)
+        if path is not None and i + 1 < iterations:
+            io.save_tree(path, (state, rows), {"run": ident})
+        if callback is not None:
+            callback(i, row)
+    if path is not None:
+        for file in io.paths(path):
+            if os.path.exists(file):
+                os.remove(file)
+    return state, rows
 
 
 def train(family, problems, x0, config=Config(), seed=0, *, map_fn=map, checkpoint_dir=None,
@@ -97,18 +122,8 @@ def train(family, problems, x0, config=Config(), seed=0, *, map_fn=map, checkpoi
     x0 = _check(family, problems, x0)
     ident = _identity(family, x0, config, seed)
     path = None if checkpoint_dir is None else os.path.join(checkpoint_dir, "gps_checkpoint")
-    state, rows = _resume(path, ident)
-    if state is None:
-        state = init_state(family, problems, x0, config, seed)
-    for i in range(state.iteration, config.iterations):
-        state, row = iteration(state, family, problems, x0, config, seed, map_fn=map_fn)
-        rows.append(row)
-        if path is not None and i + 1 < config.iterations:
-            io.save_tree(path, (state, rows), {"run": ident})
-        if callback is not None:
-            callback(i, row)
-    if path is not None:
-        for file in io.paths(path):
-            if os.path.exists(file):
-                os.remove(file)
+    state, rows = loop(lambda: init_state(family, problems, x0, config, seed),
+                       lambda st: iteration(st, family, problems, x0, config, seed,
+                                            map_fn=map_fn),
+                       config.iterations, path, ident, TYPES, callback)
     return state.policy, stack_rows(rows)
