@@ -20,7 +20,9 @@ import numpy as np
 from lto_ref import benchmark, gps, io, policy as policy_lib, supervised
 from lto_ref.analysis import stabilise
 
-__all__ = ["Context", "say", "gps_policy", "supervised_policy", "l2l_params", "run_job"]
+__all__ = ["Context", "say", "gps_policy", "supervised_policy", "l2l_params", "tuned_baselines",
+           "learned_policy",
+           "run_job"]
 
 
 class Context(NamedTuple):
@@ -145,6 +147,66 @@ def l2l_params(problem, cfg, seed, ctx):
     io.save_arrays(path + "_log", arrays, {"kind": "l2l_log"})
     l2l.save(path, params, data=obj.description, seed=seed)
     return params, arrays
+
+
+def tuned_baselines(problem, seeds, ctx):
+    """Paper 2's seven baselines tuned on ``problem`` (MNIST) from the x⁽⁰⁾ of ``seeds``,
+    cached: ({name: best setting}, {name: [(setting, score)]}) (``_paper2.tune_baselines``)."""
+    from paper_figures import _paper2
+    obj = _paper2.objective(problem, ctx.data_dir)
+    record = json.dumps({"problem": gps.config_record(problem), "seeds": list(seeds),
+                         "data": obj.description}, sort_keys=True)
+    path = os.path.join(ctx.cache, "policies",
+                        f"tuned_{problem.data}_{hashlib.sha256(record.encode()).hexdigest()[:10]}")
+    if not ctx.retrain and os.path.exists(io.paths(path)[1]):
+        try:
+            meta = io.load_arrays(path)[1]
+            return meta["tuned"], {k: [tuple(r) for r in v] for k, v in meta["tables"].items()}
+        except (ValueError, KeyError):
+            pass
+    say(ctx, f"  tuning the baselines on {obj.name} ({obj.description})")
+    best, tables = _paper2.tune_baselines(
+        problem, obj, seeds, map_fn=ctx.map_fn,
+        report=lambda name, b, sec: say(ctx, f"    {_paper2.LABELS[name]}: {b} ({sec:.0f} s)"))
+    io.save_arrays(path, {}, {"kind": "tuned_baselines", "tuned": best,
+                              "tables": {k: [[p, float(v)] for p, v in t] for k, t in
+                                         tables.items()}})
+    return best, tables
+
+
+def learned_policy(problem, cfg, seed, ctx, *, x0_seed=200):
+    """Paper 2's LSTM optimizer meta-trained by GPS on ``problem`` (MNIST) from the x⁽⁰⁾ of
+    ``x0_seed`` (not a seed the figures show): (lstm_policy.Policy, {log field: array})."""
+    from lto_ref import lstm_policy
+    from lto_ref.gps import nn_trainer
+    from paper_figures import _paper2
+    obj = _paper2.objective(problem, ctx.data_dir)
+    record = json.dumps({"problem": gps.config_record(problem), "config": gps.config_record(cfg),
+                         "seed": seed, "x0_seed": x0_seed, "data": obj.description},
+                        sort_keys=True)
+    name = f"lstm_gps_{problem.data}_{hashlib.sha256(record.encode()).hexdigest()[:10]}"
+    path = os.path.join(ctx.cache, "policies", name)
+    if not ctx.retrain and os.path.exists(io.paths(path)[1]) and \
+            os.path.exists(io.paths(path + "_log")[1]):
+        try:
+            return lstm_policy.load(path)[0], io.load_arrays(path + "_log")[0]
+        except ValueError:
+            pass
+    checkpoint = os.path.join(ctx.cache, "checkpoints", name)
+    if ctx.retrain:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    say(ctx, f"  GPS for the LSTM optimizer on {obj.name}: {cfg.iterations} iterations of "
+             f"{cfg.samples} runs × {cfg.T} steps ({obj.description})")
+    callback = (benchmark.progress("  GPS (LSTM optimizer)", cfg.iterations,
+                                   benchmark.describe_gps) if ctx.progress else None)
+    x0 = _paper2.start(obj.net, [x0_seed])[0]
+    pol, log = nn_trainer.train(obj.net, (obj.inputs, obj.labels), x0, cfg, seed=seed,
+                                map_fn=ctx.map_fn, checkpoint_dir=checkpoint, callback=callback)
+    arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}
+    io.save_arrays(path + "_log", arrays, {"kind": "lstm_gps_log"})
+    lstm_policy.save(path, pol, data=obj.description, seed=seed, x0_seed=x0_seed)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    return pol, arrays
 
 
 def run_job(job):

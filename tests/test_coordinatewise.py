@@ -4,7 +4,7 @@ deterministic in its seed."""
 import numpy as np
 import pytest
 
-from lto_ref import lstm_policy, nets
+from lto_ref import autodiff, lstm_policy, nets
 from lto_ref.gps import coordinatewise as CW, dynamics, gmm, lstm_sstep
 
 SMALL_GMM = gmm.Config(max_clusters=2, min_samples_per_cluster=5)
@@ -83,3 +83,57 @@ def test_runs_split_over_chunks_and_a_pool_equal_one_batch():
     sub, _ = CW.sample(st, net, data, x0, cfg, rngs())
     np.testing.assert_array_equal(sub.fs, one.fs)                   # f on all 30 points
     assert not np.allclose(sub.grad, one.grad)
+
+
+def test_gamma_tuning_picks_the_step_that_ends_lowest():
+    """Against plain loops: each γ's noise-free run of the first controllers (122), its final
+    true objective, and the best of them."""
+    from lto_ref import nn_features
+    from lto_ref.gps import nn_trainer
+    net, data, x0 = _problem()
+    grid = (0.01, 0.3, 3.0)
+    best, final = nn_trainer.tune_gamma(net, data, x0, CFG, 4, grid)
+    rng = np.random.default_rng(np.random.SeedSequence([4, 2**31 + 1]))
+    batches = nets.minibatches(rng, 30, CFG.batch, CFG.T + 1)
+    for gamma, got in zip(grid, final):
+        x, state = x0[None], nn_features.phi_init(x0[None])
+        for t in range(CFG.T):
+            b = batches[t]
+            f = nets.loss(net, x, data[0][b], data[1][b])
+            g = autodiff.value_and_grad(lambda z: nets.loss(net, z, data[0][b], data[1][b]), x)[1]
+            s, state = nn_features.phi_step(state, x, f, g)
+            x = x - gamma * s[..., 26]
+        np.testing.assert_allclose(got, nets.loss(net, x, *data)[0], rtol=1e-10)
+    assert best == grid[int(np.argmin(final))]
+    with pytest.raises(ValueError, match="grid"):
+        nn_trainer.tune_gamma(net, data, x0, CFG, 4, (0.1, -1.0))
+
+
+def test_training_resumes_from_its_checkpoint_with_the_uninterrupted_result(tmp_path):
+    import dataclasses
+    from lto_ref.gps import nn_trainer
+    net, data, x0 = _problem()
+    cfg = dataclasses.replace(CFG, iterations=3, gamma_grid=(0.01, 0.1))
+    seen = []
+    whole, log = nn_trainer.train(net, data, x0, cfg, seed=1,
+                                  callback=lambda i, row: seen.append(i))
+    assert seen == [0, 1, 2] and log.controller_cost.shape == (3,) and log.kl.shape == (3, 4)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(i, row):
+        if i == 1:
+            raise Stop
+    with pytest.raises(Stop):
+        nn_trainer.train(net, data, x0, cfg, seed=1, checkpoint_dir=str(tmp_path),
+                         callback=interrupt)
+    assert len(list(tmp_path.iterdir())) == 2                        # .npz + .json
+    resumed, log2 = nn_trainer.train(net, data, x0, cfg, seed=1, checkpoint_dir=str(tmp_path))
+    for a, b in zip(whole.cells + whole.outs, resumed.cells + resumed.outs):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(log.policy_cost, log2.policy_cost)
+    assert list(tmp_path.iterdir()) == []                            # removed at the end
+    with pytest.raises(ValueError, match="x0"):
+        nn_trainer.train(net, data, x0[:-1], cfg)

@@ -23,11 +23,12 @@ The pipeline, in the order one BADMM iteration runs it (docs/method.md §7), one
 Paper 2's coordinate-wise optimizer uses the same machinery in block-diagonal form:
 ``coordinates`` makes each coordinate group one condition, its coordinates extra samples,
 ``lstm_sstep`` regresses the LSTM policy onto the controllers on windows of their samples, and
-``coordinatewise`` runs one iteration (``iteration.badmm_inner`` with the LSTM's operations).
+``coordinatewise`` runs one iteration (``iteration.badmm_inner`` with the LSTM's operations)
+and ``nn_trainer.train`` the whole meta-training.
 """
 from lto_ref.gps import (badmm, coordinates, cost, dynamics, environment, eta_search, gmm,  # noqa
                          iteration, lingauss, lqr, lstm_sstep, pibar, sstep, warmstart)
-from lto_ref.gps import coordinatewise  # noqa  (after iteration and lstm_sstep)
+from lto_ref.gps import coordinatewise, nn_trainer  # noqa  (after iteration and lstm_sstep)
 from lto_ref.gps.config import Config, config_record
 from lto_ref.gps.iteration import LogRow
 from lto_ref.gps.trainer import GPSLog, train

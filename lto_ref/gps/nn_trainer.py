@@ -1,0 +1,99 @@
+"""``train``: paper 2's meta-training of the coordinate-wise LSTM optimizer by guided policy
+search on one net's training objective (docs/method.md §13).
+
+    policy, log = train(net, data, x0, config=coordinatewise.Config(), seed=0, *, map_fn=map,
+                        checkpoint_dir=None, callback=None)
+
+The first controllers step along the normalised average gradient with the γ of ``tune_gamma``
+over ``config.gamma_grid`` (``config.init_gamma`` if the grid is empty; docs/method.md (122)); each iteration is ``coordinatewise.iteration_step``. With
+``checkpoint_dir`` the state and log are written after every iteration (``io.save_tree``) and a
+restarted run resumes from the last complete iteration with the result an uninterrupted run
+gives; the checkpoint is removed at the end. Progress goes through ``callback(i, LogRow)``.
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from lto_ref import lstm_policy, nets, nn_features, optimizers
+from lto_ref.gps import coordinates, coordinatewise, cost, dynamics, gmm, lingauss, trainer
+from lto_ref.gps.config import config_record
+from lto_ref.gps.iteration import GPSState, LogRow
+
+__all__ = ["tune_gamma", "train", "TYPES"]
+
+TYPES = {cls.__name__: cls for cls in (GPSState, LogRow, lingauss.LinGauss, lstm_policy.Policy,
+                                       optimizers.AdamState, dynamics.PriorState, gmm.GMM,
+                                       dynamics.Dynamics, cost.QuadCost)}
+
+
+def tune_gamma(net, data, x0, cfg, seed, grid):
+    """(best γ, final true objectives (len(grid),)): the noise-free first controllers
+    u = −γ s[PHI2_NOW] (docs/method.md (122)) with each γ of the grid for cfg.T steps from x0 on
+    one minibatch stream (``SeedSequence([seed, 2**31 + 1])``); the best ends lowest."""
+    grid = np.asarray(grid, dtype=float)
+    if grid.ndim != 1 or len(grid) == 0 or not np.all((grid > 0) & np.isfinite(grid)):
+        raise ValueError(f"grid must be a non-empty sequence of finite values > 0, got {grid}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 + 1]))
+    batches = nets.minibatches(rng, len(data[1]), cfg.batch, cfg.T + 1)
+    picks = coordinates.pick(rng, lstm_policy.ranges(net), len(grid), 1)
+
+    def act(t, s, psi, carry):
+        return -grid[:, None] * s[..., coordinates.PHI2_NOW], carry
+
+    with np.errstate(all="ignore"):                 # (no cost model: its derivatives on 1 point)
+        runs = coordinates.simulate(net, data, x0, act, None, batches, picks,
+                                    with_phi3=cfg.with_phi3, cost_rows=np.arange(1))
+    final = np.where(np.isfinite(runs.fs[:, -1]), runs.fs[:, -1], np.inf)
+    return float(grid[np.argmin(final)]), runs.fs[:, -1]
+
+
+def _identity(net, data, x0, cfg, seed):
+    inputs, labels = data
+    digest = hashlib.sha256(np.ascontiguousarray(inputs, dtype=float).tobytes()
+                            + np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()
+    return {"sizes": list(net.sizes), "data": digest[:16], "x0_sum": float(np.sum(x0)),
+            "seed": int(seed), "config": json.loads(json.dumps(config_record(cfg)))}
+
+
+def train(net, data, x0, config=coordinatewise.Config(), seed=0, *, map_fn=map,
+          checkpoint_dir=None, callback=None):
+    """Meta-train the LSTM optimizer on the net's objective (docs/method.md §13).
+
+    Parameters
+    ----------
+    net : nets.Net;  data : (inputs (N, d_in), labels (N,)) its training set;  x0 : (P,)
+    config : coordinatewise.Config;  seed : int
+    map_fn : ``map`` or an executor's ``map`` (the runs' slices, the per-group fits; same result)
+    checkpoint_dir : folder for the checkpoint (resumed when it matches this run), or None
+    callback : optional ``callback(iteration, LogRow)`` after each iteration
+
+    Returns
+    -------
+    policy : lstm_policy.Policy, usable as ``lstm_policy.optimizer(policy, lstm_policy.ranges(net))``
+    log : trainer.GPSLog, arrays indexed by iteration (M = the net's groups)
+    """
+    x0 = np.asarray(x0, dtype=float)
+    if x0.shape != (net.dim,):
+        raise ValueError(f"x0 must have shape ({net.dim},), got {x0.shape}")
+    if len(data) != 2 or np.shape(data[0]) != (len(data[1]), net.sizes[0]):
+        raise ValueError(f"data must be (inputs (N, {net.sizes[0]}), labels (N,)), got shapes "
+                         f"{[np.shape(a) for a in data]}")
+    ident = _identity(net, data, x0, config, seed)
+    path = None if checkpoint_dir is None else os.path.join(checkpoint_dir, "lstm_gps_checkpoint")
+
+    def init():
+        st = coordinatewise.init_state(net, config, seed)
+        if not config.gamma_grid:
+            return st
+        gamma, _ = tune_gamma(net, data, x0, config, seed, config.gamma_grid)
+        G, dX = len(net.groups), nn_features.state_dim(config.with_phi3)
+        return st._replace(lg=coordinates.initial_controllers(gamma, G, config.T, dX,
+                                                              config.init_var))
+
+    state, rows = trainer.loop(
+        init, lambda st: coordinatewise.iteration_step(st, net, data, x0, config, seed,
+                                                       map_fn=map_fn),
+        config.iterations, path, ident, TYPES, callback)
+    return state.policy, trainer.stack_rows(rows)

@@ -1,0 +1,170 @@
+"""Paper 2's Figures 1–5 (docs/method.md §12–§13): the GPS-trained LSTM optimizer against the
+seven hand-designed optimizers and L2LBGDBGD on nets it was not trained on.
+
+Every method was meta-trained or tuned on the same MNIST objective (a 48-48-10 net, minibatch
+64, 400 steps): the LSTM optimizer by GPS (``nn_trainer.train``), L2LBGDBGD by its own
+meta-training, the baselines by their grids. A figure trains nets d_in-hidden-C on TFD, CIFAR-10
+and CIFAR-100 (or their substitutes) from three seeded x⁽⁰⁾, each method on the same minibatch
+stream, and plots the mean true objective (recorded every ``every`` steps) against iteration.
+The evaluation grid (data set × seed, every method in one job) goes through ``ctx.map_fn``.
+"""
+import dataclasses
+
+import numpy as np
+
+from lto_ref import l2l, lstm_policy, optimizers
+from lto_ref.gps import coordinatewise
+from paper_figures import _paper2, _train
+
+__all__ = ["Config", "make", "evaluate", "METHODS"]
+
+METHODS = ("learned",) + _paper2.BASELINES + ("l2l",)
+TESTS = ("tfd", "cifar10", "cifar100")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    problem: _paper2.Problem                       # the test nets (data set set per panel)
+    figure: int = 1                                # paper 2's figure number (its claims)
+    tests: tuple = TESTS
+    seeds: tuple = (0, 1, 2)                       # x⁽⁰⁾ and stream of each test run
+    train_problem: _paper2.Problem = _paper2.Problem()     # MNIST 48-48-10, minibatch 64, T 400
+    tune_seeds: tuple = (100, 101, 102)
+    gps: coordinatewise.Config = coordinatewise.Config()
+    l2l_config: l2l.Config = l2l.Config()
+    dtype: str = "float32"                         # the LSTM optimizer's arithmetic at test time
+    seed: int = 0                                  # meta-training seed (GPS and L2LBGDBGD)
+
+
+def _quick(cfg):
+    """A tiny version of a figure: short runs, one seed, small meta-trainings (about 10 s)."""
+    small = coordinatewise.Config(
+        iterations=2, samples=4, coords=2, T=20, gamma_grid=(0.01, 0.1),
+        sstep=dataclasses.replace(coordinatewise.Config().sstep, window=10, batch=8, steps=5),
+        policy=lstm_policy.Config(hidden=8), sample_chunks=1,
+        policy_prior=dataclasses.replace(coordinatewise.Config().policy_prior, max_clusters=2),
+        dynamics_fit=dataclasses.replace(coordinatewise.Config().dynamics_fit, max_samples=100))
+    return dataclasses.replace(
+        cfg, problem=dataclasses.replace(cfg.problem, steps=20, every=5), seeds=(0,),
+        train_problem=_paper2.Problem(steps=20, every=5), tune_seeds=(100,), gps=small,
+        l2l_config=dataclasses.replace(l2l.Config(), T=20, epochs=1))
+
+
+def trainings(cfg, ctx):
+    """L2LBGDBGD's meta-training can run in the pool before the figures (``_train.run_job``)."""
+    return [("l2l", ctx, cfg.train_problem, cfg.l2l_config, cfg.seed)]
+
+
+def _spec(cfg, ctx):
+    """What each method is, picklable: {name: (kind, payload)}, and the training logs."""
+    tuned, _ = _train.tuned_baselines(cfg.train_problem, cfg.tune_seeds, ctx)
+    policy, gps_log = _train.learned_policy(cfg.train_problem, cfg.gps, cfg.seed, ctx)
+    params, l2l_log = _train.l2l_params(cfg.train_problem, cfg.l2l_config, cfg.seed, ctx)
+    spec = {"learned": ("learned", (policy, cfg.dtype))}
+    spec.update({name: ("baseline", tuned[name]) for name in _paper2.BASELINES})
+    spec["l2l"] = ("l2l", (params, cfg.l2l_config))
+    return spec, tuned, gps_log, l2l_log
+
+
+def _build(name, kind, payload, net):
+    if kind == "learned":
+        policy, dtype = payload
+        return lstm_policy.optimizer(policy, lstm_policy.ranges(net), dtype)
+    if kind == "l2l":
+        return l2l.optimizer(*payload)
+    return optimizers.by_name(name, **payload)
+
+
+def evaluate(job):
+    """One test run of every method: job = (problem, data_dir, spec, seed) → (curves {name:
+    (K,)}, diverged {name: bool}, recorded iterations (K,), the data's title and source).
+    Module level, so a process pool (or a cluster's executor) can run it."""
+    problem, data_dir, spec, seed = job
+    obj = _paper2.objective(problem, data_dir)
+    methods = {name: _build(name, kind, payload, obj.net) for name, (kind, payload) in
+               spec.items()}
+    curves, diverged, its = _paper2.run_methods(problem, obj, methods, [seed])
+    return ({k: v[:, 0] for k, v in curves.items()}, {k: bool(v[0]) for k, v in
+                                                       diverged.items()}, its,
+            (obj.name, obj.description))
+
+
+def compute(cfg, ctx):
+    """Curves {data set: (methods, K, S)}, divergence flags, the training logs and the claims."""
+    spec, tuned, gps_log, l2l_log = _spec(cfg, ctx)
+    jobs = [(dataclasses.replace(cfg.problem, data=name), ctx.data_dir, spec, seed)
+            for name in cfg.tests for seed in cfg.seeds]
+    _train.say(ctx, f"  {len(jobs)} test runs of {len(spec)} methods (data set × seed)")
+    results = list(ctx.map_fn(evaluate, jobs))
+    arrays, sources, S = {}, {}, len(cfg.seeds)
+    for k, name in enumerate(cfg.tests):
+        part = results[k * S:(k + 1) * S]
+        arrays[f"{name}_curves"] = np.stack([np.stack([r[0][m] for r in part], axis=-1)
+                                             for m in METHODS])            # (methods, K, S)
+        arrays[f"{name}_diverged"] = np.array([[r[1][m] for r in part] for m in METHODS],
+                                              dtype=float)
+        arrays["its"] = part[0][2]
+        sources[name] = {"title": part[0][3][0], "source": part[0][3][1]}
+    arrays["gps_policy_cost"] = np.asarray(gps_log["policy_cost"], dtype=float)
+    arrays["gps_controller_cost"] = np.asarray(gps_log["controller_cost"], dtype=float)
+    from paper_figures import _claims_paper2
+    claims = _claims_paper2.figure(cfg.figure, {n: arrays[f"{n}_curves"] for n in cfg.tests},
+                                   METHODS)
+    meta = {"methods": list(METHODS), "tests": list(cfg.tests), "sources": sources,
+            "tuned": tuned, "claims": claims}
+    return {"arrays": arrays, "meta": meta}
+
+
+def _plot(title):
+    def plot(result):
+        import matplotlib.pyplot as plt
+        a, meta = result["arrays"], result["meta"]
+        fig, axes = plt.subplots(1, len(meta["tests"]) + 1, figsize=(18, 4.4))
+        for ax, name in zip(axes, meta["tests"]):
+            with np.errstate(invalid="ignore"):
+                mean = np.mean(a[f"{name}_curves"], axis=-1)       # a diverged run: gaps
+            top = 3 * np.nanmax(mean[:, 0])
+            for k, method in enumerate(meta["methods"]):
+                shown = np.where(mean[k] <= top, mean[k], np.nan)
+                ax.plot(a["its"], shown, color=_paper2.COLOURS[method],
+                        label=_paper2.LABELS[method], lw=2.0 if method == "learned" else 1.1)
+            ax.set_ylim(top=top)
+            ax.set_title(meta["sources"][name]["title"])
+            ax.set_xlabel("iteration")
+            ax.set_ylabel("true objective (training loss)")
+            ax.set_yscale("log")
+        axes[0].legend(fontsize=7)
+        its = np.arange(1, len(a["gps_policy_cost"]) + 1)
+        axes[-1].plot(its, a["gps_controller_cost"], "o-", color="tab:gray", label="controllers")
+        axes[-1].plot(its, a["gps_policy_cost"], "o-", color=_paper2.COLOURS["learned"],
+                      label="LSTM policy")
+        axes[-1].set_title("GPS meta-training on MNIST")
+        axes[-1].set_xlabel("GPS iteration")
+        axes[-1].set_ylabel("Σ_t f(x_t) of a 400-step run")
+        axes[-1].legend(fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return fig
+    return plot
+
+
+def plotted(result):
+    """Every number the figure shows (for the JSON file)."""
+    a, meta = result["arrays"], result["meta"]
+    out = {"iterations": a["its"].tolist(), "diverged": {},
+           "gps_policy_cost": a["gps_policy_cost"].tolist(),
+           "gps_controller_cost": a["gps_controller_cost"].tolist()}
+    for name in meta["tests"]:
+        with np.errstate(invalid="ignore"):
+            mean = np.mean(a[f"{name}_curves"], axis=-1)
+        out[name] = {m: mean[k].tolist() for k, m in enumerate(meta["methods"])}
+        out["diverged"][name] = {m: float(np.mean(a[f"{name}_diverged"][k]))
+                                 for k, m in enumerate(meta["methods"])}
+    return out
+
+
+def make(figure, d_in, hidden, batch, steps, title):
+    """(FULL, QUICK, trainings, compute, plot, plotted) of paper 2's Figure ``figure``."""
+    full = Config(problem=_paper2.Problem(d_in=d_in, hidden=hidden, batch=batch, steps=steps,
+                                          every=10), figure=figure)
+    return full, _quick(full), trainings, compute, _plot(title), plotted

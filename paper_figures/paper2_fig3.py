@@ -1,0 +1,10 @@
+"""Figure 3 of paper 2: 48-48-C nets, minibatch 10 (docs/method.md §12–§13).
+
+The GPS-trained LSTM optimizer, the seven baselines and L2LBGDBGD, all meta-trained or tuned on
+MNIST, train 48-48-C nets (minibatch 10, 400 iterations) on TFD, CIFAR-10 and CIFAR-100 or their
+substitutes. See ``_learned``.
+"""
+from paper_figures import _learned
+
+FULL, QUICK, trainings, compute, plot, plotted = _learned.make(
+    3, 48, 48, 10, 400, "Figure 3 of paper 2: 48-48-C nets, minibatch 10")
