@@ -11,7 +11,9 @@ same run are quoted), on N = 1800 logistic-regression problems by default:
    modes);
 4. with ``--gps M``: a GPS training run on M LR training functions (default settings,
    ``--algorithm`` badmm or mdgps) — seconds and costs per iteration — and the policy's mean
-   objective on 100 held-out functions against GD and momentum tuned on the training functions.
+   objective on 100 held-out functions against GD and momentum tuned on the training functions;
+5. with ``--paper2`` (and ``--lstm-gps``): paper 2's objectives, baselines, L2LBGDBGD and the
+   GPS-trained LSTM optimizer (``benchmark_paper2``).
 
 Timings use the median of R interleaved repeats. This module is an entry point: it prints, and
 ``progress`` makes the trainers' callbacks that print progress with an estimate of the time left
@@ -165,59 +167,6 @@ def bench_gps(M, algorithm, iterations):
     return log, total, {k: v.mean(axis=1) for k, v in curves.items()}
 
 
-def bench_paper2(repeats, tune=True, jobs=1):
-    """Paper 2 on the MNIST objective (48-48-10, minibatch 64, 400 steps; ``data.find``):
-    autograd against the hand-written MLP gradient, one Adam run with the true objective every
-    step, tuning the seven hand-designed baselines (grid settings scored ``jobs`` at a time in a
-    process pool, as ``python -m paper_figures --jobs`` does), one L2LBGDBGD meta-training
-    epoch."""
-    from lto_ref import data, l2l
-    images, source = data.find("mnist")
-    inputs, labels = data.preprocess(images, 48)
-    net, rng = nets.mlp(48, 48, 10), np.random.default_rng(0)
-    batches = nets.minibatches(rng, len(labels), 64, 400)
-    out = {"source": source}
-    for n in (1, 20):
-        x = nets.init(rng, net, n)
-        b = batches[0]
-        loss = functools.partial(nets.loss, net, inputs=inputs[b], labels=labels[b])
-        t = _interleaved({"autograd": lambda: autodiff.value_and_grad(loss, x),
-                          "numpy": lambda: mlp_value_and_grad_numpy(net, x, inputs[b],
-                                                                    labels[b])}, repeats)
-        out[f"grad_n{n}"] = (t["autograd"], t["numpy"])
-    minibatch = functools.partial(nets.minibatch_loss, net, inputs, labels)
-    full = functools.partial(nets.loss, net, inputs=inputs, labels=labels)
-    x0 = nets.init(rng, net, 1)
-    t0 = time.perf_counter()
-    rollout.run_minibatch(optimizers.adam(1e-2), minibatch, batches, full, x0, every=1)
-    out["adam_run"] = time.perf_counter() - t0
-    if tune:
-        out["tuning"] = _bench_tuning(minibatch, batches, full, nets.init(rng, net, 3), jobs)
-    stamps = []
-    l2l.train(net, inputs, labels, l2l.Config(epochs=2), callback=lambda i, row: stamps.append(
-        time.perf_counter()))
-    out["l2l_epoch"] = stamps[-1] - stamps[19]        # the second epoch's 20 unrolls
-    return out
-
-
-def _bench_tuning(minibatch, batches, full, x3, jobs):
-    """Seconds to tune the seven hand-designed baselines (true objective every step)."""
-    import concurrent.futures
-    import contextlib
-    import warnings
-    pool = (concurrent.futures.ProcessPoolExecutor(jobs) if jobs > 1
-            else contextlib.nullcontext(None))
-    with pool, warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)              # edge-of-grid notices
-        t0 = time.perf_counter()
-        for name in ("gd", "momentum", "conjugate_gradient", "lbfgs", "adam", "adagrad",
-                     "rmsprop"):
-            rollout.tune_minibatch(functools.partial(optimizers.by_name, name),
-                                   rollout.minibatch_grid(name), minibatch, batches, full, x3,
-                                   map_fn=pool.map if jobs > 1 else map)
-        return time.perf_counter() - t0
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lto_ref.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -232,6 +181,9 @@ def main(argv=None):
     parser.add_argument("--gps-iterations", type=int, default=10)
     parser.add_argument("--paper2", action="store_true",
                         help="also time paper 2's MNIST objective, baselines and L2LBGDBGD")
+    parser.add_argument("--lstm-gps", action="store_true",
+                        help="with --paper2: also profile one GPS iteration of the LSTM "
+                             "optimizer (T = 400, about 3 min) and one of its test runs")
     parser.add_argument("--jobs", type=int, default=2,
                         help="processes scoring paper 2's tuning grids (default 2)")
     args = parser.parse_args(argv)
@@ -265,20 +217,8 @@ def main(argv=None):
         for name, f in F.items():
             print(f"  held-out mean f at 10/40/100: {name:<9} {f[10]:.4f} {f[40]:.4f} {f[100]:.4f}")
     if args.paper2:
-        _print_paper2(bench_paper2(args.repeats, jobs=args.jobs), args.jobs)
-
-
-def _print_paper2(p, jobs):
-    print(f"paper 2, MNIST 48-48-10, minibatch 64 ({p['source']})")
-    for n in (1, 20):
-        a, b = p[f"grad_n{n}"]
-        print(f"  loss+gradient, {n} nets: autograd {1e3 * a:.2f} ms   numpy {1e3 * b:.2f} ms   "
-              f"ratio {a / b:.2f}x")
-    print(f"  400 Adam steps, true objective every step: {p['adam_run']:.2f} s")
-    if "tuning" in p:
-        print(f"  tuning the seven baselines (100 settings, 3 x0, 400 steps, {jobs} process"
-              f"{'es' if jobs > 1 else ''}): {p['tuning']:.0f} s")
-    print(f"  one L2LBGDBGD meta-training epoch (20 unrolls of 20 steps): {p['l2l_epoch']:.2f} s")
+        from lto_ref import benchmark_paper2
+        benchmark_paper2.report(args.repeats, args.jobs, args.lstm_gps)
 
 
 if __name__ == "__main__":
