@@ -37,7 +37,8 @@ class Config:
 
 
 def _quick(cfg):
-    """A tiny version of a figure: short runs, one seed, small meta-trainings (about 10 s)."""
+    """A tiny version of a figure: 20-step runs of 48-48-C nets, one seed, small
+    meta-trainings."""
     small = coordinatewise.Config(
         iterations=2, samples=4, coords=2, T=20, gamma_grid=(0.01, 0.1),
         sstep=dataclasses.replace(coordinatewise.Config().sstep, window=10, batch=8, steps=5),
@@ -45,7 +46,8 @@ def _quick(cfg):
         policy_prior=dataclasses.replace(coordinatewise.Config().policy_prior, max_clusters=2),
         dynamics_fit=dataclasses.replace(coordinatewise.Config().dynamics_fit, max_samples=100))
     return dataclasses.replace(
-        cfg, problem=dataclasses.replace(cfg.problem, steps=20, every=5), seeds=(0,),
+        cfg, problem=dataclasses.replace(cfg.problem, d_in=48, hidden=48, steps=20, every=10),
+        seeds=(0,),
         train_problem=_paper2.Problem(steps=20, every=5), tune_seeds=(100,), gps=small,
         l2l_config=dataclasses.replace(l2l.Config(), T=20, epochs=1))
 

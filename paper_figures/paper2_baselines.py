@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from lto_ref import l2l, optimizers, rollout
+from lto_ref import l2l, optimizers
 from paper_figures import _claims, _paper2, _train
 
 __all__ = ["Config", "FULL", "QUICK", "trainings", "compute", "plot", "plotted"]
@@ -43,12 +43,7 @@ def compute(cfg, ctx):
     """Curves {data set: (K, S) per method}, the tuned table, L2L's meta-loss and checks."""
     mnist = _paper2.objective(cfg.problem, ctx.data_dir)
     _train.say(ctx, f"  data {mnist.description}")
-    grid = sum(len(rollout.minibatch_grid(name)) for name in _paper2.BASELINES)
-    _train.say(ctx, f"  tuning the baselines on MNIST: {grid} settings")
-    tuned, tables = _paper2.tune_baselines(
-        cfg.problem, mnist, cfg.tune_seeds, map_fn=ctx.map_fn,
-        report=lambda name, best, sec: _train.say(ctx, f"    {_paper2.LABELS[name]}: {best} "
-                                                       f"({sec:.0f} s)"))
+    tuned, tables = _train.tuned_baselines(cfg.problem, cfg.tune_seeds, ctx)   # cached
     params, l2l_log = _train.l2l_params(cfg.problem, cfg.l2l_config, cfg.seed, ctx)
     methods = {name: optimizers.by_name(name, **tuned[name]) for name in _paper2.BASELINES}
     methods["l2l"] = l2l.optimizer(params, cfg.l2l_config)

@@ -57,6 +57,12 @@ def test_quick_run_writes_every_figure_with_finite_curves(quick_run):
     claims = (quick_run / "CLAIMS.md").read_text()
     for cid in ("LR-1", "RR-4", "NN-3", "SL-2", "2D-3"):
         assert f"| {cid} |" in claims
+    if "paper2_fig1" in NAMES:
+        for cid in ("P2F1-ACCEPT", "P2F2-L2L", "P2F3-CG-L2L", "P2F4-L2L", "P2F5-LATE-TFD"):
+            assert f"| {cid} |" in claims
+        record = json.loads((quick_run / "paper2_fig5.json").read_text())
+        assert record["plotted"]["iterations"][-1] == 20 and set(record["tests"]) == {
+            "tfd", "cifar10", "cifar100"}
 
 
 def test_second_run_replots_from_the_cache_with_the_same_numbers(quick_run, capsys):

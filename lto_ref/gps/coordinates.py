@@ -19,7 +19,7 @@ import numpy as onp
 from lto_ref import autodiff, nets, nn_features
 from lto_ref.gps import cost as cost_lib, environment, lingauss
 
-__all__ = ["structure", "pick", "blocks", "quadratize", "Runs", "simulate", "run_blocks",
+__all__ = ["structure", "pick", "blocks", "quadratize", "quadratize_steps", "curvature_ratio", "Runs", "simulate", "run_blocks",
            "PHI2_NOW", "initial_controllers", "controller_act", "concatenate"]
 
 
@@ -98,6 +98,56 @@ def quadratize(X, f, grad, hdiag):
     return cost_lib.QuadCost(Cm=Cm, cv=cv, cc=cc)
 
 
+def _fit_gradient(X, grad, ridge, pool):
+    """(a (G, T, dX), b (G, T)): per group and step, the least-squares fit g ≈ aᵀ s + b of the
+    samples' gradients on their states, pooled over steps t − pool … t + pool, the state
+    standardised and ridge·(samples) added to the normal equations."""
+    G, M, T, dX = X.shape
+    a, b = onp.zeros((G, T, dX)), onp.zeros((G, T))
+    for t in range(T):
+        lo, hi = max(0, t - pool), min(T, t + pool + 1)
+        S = X[:, :, lo:hi].reshape(G, -1, dX)
+        g = grad[:, :, lo:hi].reshape(G, -1)
+        mean, scale = S.mean(axis=1, keepdims=True), S.std(axis=1, keepdims=True) + 1e-12
+        Z = (S - mean) / scale
+        A = onp.einsum("gni,gnj->gij", Z, Z) + ridge * Z.shape[1] * onp.eye(dX)
+        rhs = onp.einsum("gni,gn->gi", Z, g - g.mean(axis=1, keepdims=True))
+        coef = onp.linalg.solve(A, rhs[..., None])[..., 0]
+        a[:, t] = coef / scale[:, 0]
+        b[:, t] = g.mean(axis=1) - onp.sum(a[:, t] * mean[:, 0], axis=1)
+    return a, b
+
+
+def quadratize_steps(X, f, grad, hdiag, *, kappa=None, scale=1.0, ridge=1e-3, pool=2):
+    """Per-group quadratic costs of the steps: what a step u of a coordinate adds to the meta-loss
+    Σ_t f(x_t), to second order, counted for every later step (docs/method.md (123))::
+
+        c_t(s, u) = (T − t) [(aᵀ_t s + b_t) u + ½ h̄_t u²],
+
+    with aᵀ_t s + b_t the gradient of f in the coordinate fitted on its state across the group's
+    samples (``_fit_gradient``) and h̄_t their mean curvature times κ_t (``curvature_ratio``;
+    ``kappa`` (T,), None for 1). ``scale`` multiplies the cost: the net's number of coordinates P
+    puts it in units of the whole objective (what every coordinate taking such steps adds), the
+    scale at which the BADMM defaults of paper 1 work. Unlike ``quadratize`` it does not
+    depend on where a coordinate is, only on what its state says of its gradient, so pooling
+    coordinates with different optima is consistent. X : (G, M, T, dX); f, grad, hdiag : (G, M, T)
+    as in ``quadratize``. Returns a ``cost.QuadCost`` (G, T, dX + 1, …), u the last entry.
+    """
+    G, M, T, dX = X.shape
+    if not f.shape == grad.shape == hdiag.shape == (G, M, T):
+        raise ValueError(f"f, grad, hdiag must have shape {(G, M, T)}, got {f.shape}, "
+                         f"{grad.shape}, {hdiag.shape}")
+    a, b = _fit_gradient(X, grad, ridge, pool)
+    w = scale * (T - onp.arange(T))[None, :]                          # (1, T)
+    Cm = onp.zeros((G, T, dX + 1, dX + 1))
+    cv = onp.zeros((G, T, dX + 1))
+    kappa = onp.ones(T) if kappa is None else onp.asarray(kappa, dtype=float)
+    Cm[..., dX, dX] = w * kappa * hdiag.mean(axis=1)
+    Cm[..., dX, :dX] = Cm[..., :dX, dX] = w[..., None] * a
+    cv[..., dX] = w * b
+    return cost_lib.QuadCost(Cm=Cm, cv=cv, cc=f.mean(axis=1))
+
+
 class Runs(NamedTuple):
     """N runs from one x⁽⁰⁾ on one minibatch stream, recorded at the picked coordinates."""
     states: onp.ndarray   # (N, T + 1, Q, dX) s_t^j of the Q = G·K picked coordinates of each run
@@ -107,6 +157,9 @@ class Runs(NamedTuple):
     grad: onp.ndarray     # (N, T, Q) ∂f/∂x_j at x_t
     hdiag: onp.ndarray    # (N, T, Q) ∂²f/∂x_j² at x_t (``nets.hessian_diagonal``)
     picks: onp.ndarray    # (G, N, K) the picked coordinates; run n's column q = g·K + k
+    f_cost: onp.ndarray = None  # (N, T + 1) the objective on the cost model's points
+    gu: onp.ndarray = None      # (N, T) Σ_j ∂f/∂x_j u_j over every coordinate (those points)
+    hu: onp.ndarray = None      # (N, T) Σ_j ∂²f/∂x_j² u_j² over every coordinate
 
 
 def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True, cost_rows=None):
@@ -128,9 +181,11 @@ def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True, cost_
     phi_state, psi_state = nn_features.phi_init(x), nn_features.psi_init(x)
     sub = (inputs, labels) if cost_rows is None else (inputs[cost_rows], labels[cost_rows])
     cost = functools.partial(nets.loss, net, inputs=sub[0], labels=sub[1])
-    rec = {k: [] for k in Runs._fields[:-1]}
+    rec = {k: [] for k in Runs._fields if k != "picks"}
     for t, batch in enumerate(batches):
         rec["fs"].append(nets.loss(net, x, inputs, labels))
+        f_c, g_c = autodiff.value_and_grad(cost, x)
+        rec["f_cost"].append(f_c)
         f, g = autodiff.value_and_grad(functools.partial(nets.minibatch_loss, net, inputs, labels,
                                                          batch=batch), x)
         s, phi_state = nn_features.phi_step(phi_state, x, f, g, with_phi3=with_phi3)
@@ -139,12 +194,27 @@ def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True, cost_
             break
         psi, psi_state = nn_features.psi_step(psi_state, x, f, g)
         u, carry = act(t, s, psi, carry)
+        h_c = nets.hessian_diagonal(net, x, *sub)
         rec["actions"].append(u[rows, cols]), rec["obs"].append(psi[rows, cols])
-        rec["grad"].append(autodiff.value_and_grad(cost, x)[1][rows, cols])
-        rec["hdiag"].append(nets.hessian_diagonal(net, x, *sub)[rows, cols])
+        rec["grad"].append(g_c[rows, cols]), rec["hdiag"].append(h_c[rows, cols])
+        rec["gu"].append(onp.sum(g_c * u, axis=1)), rec["hu"].append(onp.sum(h_c * u * u, axis=1))
         x = x + u
     out = {k: onp.stack(v, axis=1) for k, v in rec.items()}
     return Runs(**out, picks=picks)
+
+
+def curvature_ratio(runs, pool=2, bounds=(1e-2, 1e4)):
+    """κ_t (T,): how much the runs' whole steps curve f beyond the diagonal model, the observed
+    second-order change 2 (f(x_{t+1}) − f(x_t) − gᵀu) over Σ_j h_j u_j², summed over the runs
+    and the steps t − pool … t + pool, clipped to ``bounds`` (docs/method.md (124))."""
+    second = 2.0 * (onp.diff(runs.f_cost, axis=1) - runs.gu)          # (N, T)
+    T = second.shape[1]
+    kappa = onp.ones(T)
+    for t in range(T):
+        lo, hi = max(0, t - pool), min(T, t + pool + 1)
+        num, den = onp.nansum(second[:, lo:hi]), onp.nansum(runs.hu[:, lo:hi])
+        kappa[t] = num / den if den > 0 and onp.isfinite(num) else 1.0
+    return onp.clip(kappa, *bounds)
 
 
 def run_blocks(runs):
@@ -185,5 +255,6 @@ def controller_act(lg, groups, rngs):
 
 def concatenate(parts):
     """One Runs of several with the same stream (runs split over processes), in order."""
-    return Runs(*(onp.concatenate([getattr(p, f) for p in parts], axis=1 if f == "picks" else 0)
+    return Runs(*(None if getattr(parts[0], f) is None else
+                  onp.concatenate([getattr(p, f) for p in parts], axis=1 if f == "picks" else 0)
                   for f in Runs._fields))

@@ -36,6 +36,7 @@ class Config:
     init_var: float = 1e-5
     with_phi3: bool = True
     cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
+    cost_model: str = "steps"        # ``coordinates.quadratize_steps``, or "expansion" (120)
     chunks: int = dataclasses.field(default=1, metadata={"identity": False})
     sample_chunks: int = dataclasses.field(default=2, metadata={"identity": False})
     badmm_target: str = "code"
@@ -56,6 +57,8 @@ class Config:
         for name in ("kl_step", "init_eta", "nu0", "dual_rate", "init_gamma", "init_var"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)!r}")
+        if self.cost_model not in ("steps", "expansion"):
+            raise ValueError(f"cost_model must be 'steps' or 'expansion', got {self.cost_model!r}")
         if self.badmm_target not in ("code", "derivation"):
             raise ValueError(f"badmm_target must be 'code' or 'derivation', got "
                              f"{self.badmm_target!r}")
@@ -130,8 +133,11 @@ def iteration_step(state, net, data, x0, cfg, seed, *, map_fn=map):
     samples = coordinates.run_blocks(runs)
     dyn, prior = dynamics.fit(r_dyn, samples, coordinates.structure(samples.X.shape[-1]),
                               state.dyn_prior, cfg.dynamics_fit, map_fn=map_fn)
-    cost = coordinates.quadratize(samples.X, samples.fs[..., :cfg.T], _block(runs.grad, picks),
-                                  _block(runs.hdiag, picks))
+    parts = (samples.X, samples.fs[..., :cfg.T], _block(runs.grad, picks),
+             _block(runs.hdiag, picks))
+    cost = (coordinates.quadratize_steps(*parts, kappa=coordinates.curvature_ratio(runs),
+                                         scale=float(net.dim))
+            if cfg.cost_model == "steps" else coordinates.quadratize(*parts))
     ops = lstm_sstep.ops(cfg.sstep)
     fit_pibar = lambda s, mu: pibar.fit(r_pibar, samples.X, mu, ops.variance(s.policy),  # noqa
                                         s.pibar_gmms, cfg.policy_prior, map_fn=map_fn,
