@@ -192,6 +192,9 @@ def test_simulate_records_the_picked_coordinates_of_the_run_it_makes():
         np.testing.assert_allclose(runs.fs[n], f_true, rtol=1e-12)
         np.testing.assert_allclose(runs.grad[n], g_true[:T, cols], rtol=1e-10, atol=1e-14)
         np.testing.assert_allclose(runs.hdiag[n], h_true[:T, cols], rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(runs.f_cost[n], f_true, rtol=1e-12)
+        np.testing.assert_allclose(runs.gu[n], g_true[:T] @ steps, rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(runs.hu[n], h_true[:T] @ steps ** 2, rtol=1e-10, atol=1e-14)
     rows = np.array([3, 7, 8, 15, 19])                   # cost derivatives on a subsample
     sub = C.simulate(net, (inputs, labels), x0, act, 0, batches, picks, cost_rows=rows)
     g_sub = autodiff.value_and_grad(lambda z: nets.loss(net, z, inputs[rows], labels[rows]),
@@ -239,3 +242,48 @@ def test_phi2_now_is_the_normalised_average_gradient():
     s = nn_features.phi(np.ones((2, 1)), g, np.zeros((2, 1, 2)))
     np.testing.assert_allclose(s[0, 0, :, C.PHI2_NOW], [2 / 3, -3 / 4])           # t = 0
     np.testing.assert_allclose(s[1, 0, :, C.PHI2_NOW], [1.5 / 2.5, -1 / 2])       # ḡ_1 / (|ḡ_1| + 1)
+
+
+@given(seeds)
+def test_step_cost_fits_the_gradient_on_the_state_and_weights_the_steps_left(seed):
+    """A group whose gradients are exactly linear in the state: the fit recovers the map, and
+    the quadratic in z = [s; u] is (T − t)·scale·[(aᵀs + b) u + ½ κ h̄ u²]."""
+    rng = rng_from(seed)
+    G, M, T, dX = 2, 40, 6, 5
+    X = rng.standard_normal((G, M, T, dX))
+    a, b = rng.standard_normal((G, dX)), rng.standard_normal(G)
+    grad = np.einsum("gmtd,gd->gmt", X, a) + b[:, None, None]
+    h = rng.uniform(0.5, 2.0, (G, M, T))
+    kappa = rng.uniform(1.0, 3.0, T)
+    q = C.quadratize_steps(X, np.zeros((G, M, T)), grad, h, kappa=kappa, scale=7.0, ridge=1e-12)
+    z = rng.standard_normal((G, T, dX + 1))
+    got = 0.5 * np.einsum("gti,gtij,gtj->gt", z, q.Cm, z) + np.einsum("gti,gti->gt", z, q.cv)
+    s, u = z[..., :dX], z[..., dX]
+    w = 7.0 * (T - np.arange(T))
+    ghat = np.einsum("gtd,gd->gt", s, a) + b[:, None]
+    expected = w * (ghat * u + 0.5 * kappa * h.mean(axis=1) * u ** 2)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="f, grad, hdiag"):
+        C.quadratize_steps(X, grad[:, :, :-1], grad, h)
+
+
+@given(seeds)
+def test_curvature_ratio_is_the_whole_steps_curvature_over_the_diagonal_model(seed):
+    """On f(x) = ½ xᵀ H x with a coupled H, κ_t = uᵀHu / Σ_j H_jj u_j² (pool 0), clipped."""
+    rng = rng_from(seed)
+    N, T, P = 3, 5, 4
+    L = rng.standard_normal((P, P))
+    H = L @ L.T + np.eye(P)
+    xs = np.cumsum(rng.standard_normal((N, T + 1, P)), axis=1)
+    us = np.diff(xs, axis=1)
+    f = 0.5 * np.einsum("ntp,pq,ntq->nt", xs, H, xs)
+    gu = np.einsum("ntp,pq,ntq->nt", xs[:, :-1], H, us)
+    hu = np.einsum("ntp,p->nt", us ** 2, np.diag(H))
+    runs = C.Runs(*([None] * 7), f_cost=f, gu=gu, hu=hu)
+    kappa = C.curvature_ratio(runs, pool=0, bounds=(1e-9, 1e9))
+    expected = (np.einsum("ntp,pq,ntq->t", us, H, us) / hu.sum(axis=0))
+    np.testing.assert_allclose(kappa, expected, rtol=1e-8)
+    pooled = C.curvature_ratio(runs, pool=1, bounds=(1e-9, 1e9))
+    np.testing.assert_allclose(pooled[0], np.einsum("ntp,pq,ntq->", us[:, :2], H, us[:, :2])
+                               / hu[:, :2].sum(), rtol=1e-8)
+    assert np.all(C.curvature_ratio(runs, pool=0, bounds=(2.0, 2.5)) <= 2.5)
