@@ -32,7 +32,7 @@ class Config:
     nu0: float = 0.01
     dual_rate: float = 0.2
     init_gamma: float = 0.1          # the first controllers' step along Φ2 (122) …
-    gamma_grid: tuple = (0.003, 0.01, 0.03, 0.1, 0.3)   # … or the best of these (``nn_trainer``)
+    gamma_grid: tuple = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)   # … or the best of these (``nn_trainer``)
     init_var: float = 1e-5
     with_phi3: bool = True
     cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
