@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from lto_ref import lstm_policy, nets, nn_features, rollout
-from lto_ref.gps import coordinates, dynamics, gmm, iteration, lstm_sstep, pibar
+from lto_ref.gps import badmm, coordinates, dynamics, gmm, iteration, lstm_sstep, pibar
 
 __all__ = ["Config", "init_state", "sample", "iteration_step", "policy_cost"]
 
@@ -92,6 +92,21 @@ def policy_cost(net, data, x0, policy, batches, dtype="float64"):
     return float(trace.fs[:-1, 0].sum())
 
 
+def _step_mult(state, net, realized, cfg):
+    """The KL step's multipliers (G,) from the realized improvement: the last C-step predicted
+    Σ_k n_k (A_k − B_k) / P of Σ_t f(x_t) (``quadratize_steps``'s units), the samples show
+    R_prev − R; ``badmm.step_multiplier`` with these for every group. The "expansion" cost
+    keeps the model-based rule (None)."""
+    if cfg.cost_model != "steps" or state.prev_costs is None:
+        return None if cfg.cost_model != "steps" else state.step_mult
+    A, B, prev = state.prev_costs
+    sizes = np.array([stop - start for start, stop in lstm_policy.ranges(net)])
+    predicted = float(np.sum(sizes * (A - B)) / net.dim)
+    G = len(sizes)
+    return badmm.step_multiplier(state.step_mult, np.full(G, predicted),
+                                 np.full(G, float(prev[0]) - realized))
+
+
 def _sample(job):
     """Runs of the controllers for one slice of the N runs (module level: picklable for a
     process pool's map). job = (net, data, x0, lg, seeds (one SeedSequence per run), batches,
@@ -142,10 +157,13 @@ def iteration_step(state, net, data, x0, cfg, seed, *, map_fn=map):
     fit_pibar = lambda s, mu: pibar.fit(r_pibar, samples.X, mu, ops.variance(s.policy),  # noqa
                                         s.pibar_gmms, cfg.policy_prior, map_fn=map_fn,
                                         chunks=cfg.chunks)
+    realized = float(runs.fs[:, :cfg.T].sum(-1).mean())
     st, kl, loss = iteration.badmm_inner(state._replace(dyn_prior=prior), samples, dyn, cost,
-                                         fit_pibar, r_sstep, cfg, ops, map_fn)
+                                         fit_pibar, r_sstep, cfg, ops, map_fn,
+                                         step_mult=_step_mult(state, net, realized, cfg))
+    st = st._replace(prev_costs=st.prev_costs[:2] + (np.array([realized]),))
     row = iteration.LogRow(
-        controller_cost=float(runs.fs[:, :cfg.T].sum(-1).mean()),
+        controller_cost=realized,
         policy_cost=policy_cost(net, data, x0, st.policy, batches[:cfg.T], cfg.sstep.dtype),
         kl=kl, eta=st.eta, step_mult=st.step_mult, nu=st.nu.mean(1), sstep_loss=loss,
         diverged=int((~np.isfinite(runs.fs[:, -1])).sum()), seconds=time.perf_counter() - t0)

@@ -177,18 +177,20 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     return st._replace(iteration=i + 1), row
 
 
-def badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, ops, map_fn=map):
+def badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, ops, map_fn=map, step_mult=None):
     """Step adaptation and the inner loop of BADMM (docs/method.md §7.4 steps 3–7), for the
-    policy class of ``ops``: (state, kl (M,), last S-step loss)."""
+    policy class of ``ops``: (state, kl (M,), last S-step loss). A given ``step_mult`` (M,)
+    replaces the model-based adaptation (77)–(78)."""
     i, N = st.iteration, samples.X.shape[1]
     mu_pol = ops.mean(st.policy, samples)                                # (M, N, T, dU)
     pi_bar, gmms = fit_pibar(st, mu_pol)
     st = st._replace(pibar_gmms=gmms)
-    step_mult = st.step_mult
-    if st.prev_costs is not None:                 # predicted A − B, actual A − C
-        A, B = st.prev_costs
-        C = badmm.model_cost(st.lg, dyn, cost, pi_bar, st.nu)
-        step_mult = badmm.step_multiplier(step_mult, A - B, A - C)
+    if step_mult is None:
+        step_mult = st.step_mult
+        if st.prev_costs is not None:             # predicted A − B, actual A − C
+            A, B = st.prev_costs[:2]
+            C = badmm.model_cost(st.lg, dyn, cost, pi_bar, st.nu)
+            step_mult = badmm.step_multiplier(step_mult, A - B, A - C)
     eps = cfg.T * cfg.kl_step * step_mult
     new_lg, eta, nu, lam_k, kl, loss = st.lg, st.eta, st.nu, st.lam_k, None, float("nan")
     for j in range(cfg.inner_iterations):
