@@ -122,19 +122,7 @@ def _plot(title):
         import matplotlib.pyplot as plt
         a, meta = result["arrays"], result["meta"]
         fig, axes = plt.subplots(1, len(meta["tests"]) + 1, figsize=(18, 4.4))
-        for ax, name in zip(axes, meta["tests"]):
-            with np.errstate(invalid="ignore"):
-                mean = np.mean(a[f"{name}_curves"], axis=-1)       # a diverged run: gaps
-            top = 3 * np.nanmax(mean[:, 0])
-            for k, method in enumerate(meta["methods"]):
-                shown = np.where(mean[k] <= top, mean[k], np.nan)
-                ax.plot(a["its"], shown, color=_paper2.COLOURS[method],
-                        label=_paper2.LABELS[method], lw=2.0 if method == "learned" else 1.1)
-            ax.set_ylim(top=top)
-            ax.set_title(meta["sources"][name]["title"])
-            ax.set_xlabel("iteration")
-            ax.set_ylabel("true objective (training loss)")
-            ax.set_yscale("log")
+        _paper2.panels(axes, result, "learned", (2.0, 1.1))
         axes[0].legend(fontsize=7)
         its = np.arange(1, len(a["gps_policy_cost"]) + 1)
         axes[-1].plot(its, a["gps_controller_cost"], "o-", color="tab:gray", label="controllers")

@@ -17,7 +17,7 @@ import numpy as np
 from lto_ref import data, nets, optimizers, rollout
 
 __all__ = ["BASELINES", "LABELS", "COLOURS", "Problem", "Objective", "objective", "stream",
-           "start", "tune_baselines", "run_methods"]
+           "start", "tune_baselines", "run_methods", "panels"]
 
 BASELINES = ("gd", "momentum", "conjugate_gradient", "lbfgs", "adam", "adagrad", "rmsprop")
 LABELS = {"gd": "SGD", "momentum": "momentum", "conjugate_gradient": "conjugate gradient",
@@ -114,3 +114,23 @@ def run_methods(problem, obj, methods, seeds):
             its = trace.its
     return ({k: np.stack(v, axis=1) for k, v in curves.items()},
             {k: np.array(v) for k, v in diverged.items()}, its)
+
+
+def panels(axes, result, bold, widths=(1.8, 1.2)):
+    """One panel per data set of ``result``: the mean true objective of every method over the
+    runs (a diverged run leaves a gap; values above 3 × the loss at x⁽⁰⁾ leave the axes), the
+    method ``bold`` drawn with widths[0], the others with widths[1]."""
+    a, meta = result["arrays"], result["meta"]
+    for ax, name in zip(axes, meta["tests"]):
+        with np.errstate(invalid="ignore"):
+            mean = np.mean(a[f"{name}_curves"], axis=-1)
+        top = 3 * np.nanmax(mean[:, 0])
+        for k, method in enumerate(meta["methods"]):
+            shown = np.where(mean[k] <= top, mean[k], np.nan)
+            ax.plot(a["its"], shown, color=COLOURS[method], label=LABELS[method],
+                    lw=widths[0] if method == bold else widths[1])
+        ax.set_ylim(top=top)
+        ax.set_title(meta["sources"][name]["title"])
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("true objective (training loss)")
+        ax.set_yscale("log")

@@ -85,19 +85,7 @@ def plot(result):
     import matplotlib.pyplot as plt
     a, meta = result["arrays"], result["meta"]
     fig, axes = plt.subplots(1, len(meta["tests"]) + 1, figsize=(16, 4.4))
-    for ax, name in zip(axes, meta["tests"]):
-        with np.errstate(invalid="ignore"):
-            mean = np.mean(a[f"{name}_curves"], axis=-1)        # a diverged run: gaps
-        top = 3 * np.nanmax(mean[:, 0])                          # 3 × the loss at x⁽⁰⁾
-        for k, method in enumerate(meta["methods"]):
-            shown = np.where(mean[k] <= top, mean[k], np.nan)    # a blow-up leaves the axes
-            ax.plot(a["its"], shown, color=_paper2.COLOURS[method], label=_paper2.LABELS[method],
-                    lw=1.8 if method == "l2l" else 1.2)
-        ax.set_ylim(top=top)
-        ax.set_title(meta["sources"][name]["title"])
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("true objective (training loss)")
-        ax.set_yscale("log")
+    _paper2.panels(axes, result, "l2l")
     axes[0].legend(fontsize=8)
     loss = a["l2l_meta_loss"]
     per_epoch = meta.get("unrolls_per_epoch", 20)          # T / unroll of the default run
