@@ -50,7 +50,7 @@ def compute(cfg, ctx):
     arrays = {"curves": stack(curves), "mean": stack(mean), "mov": stack(mov),
               "win_fraction": stack(wins), "diverged": stack(div),
               "controller_cost": log["controller_cost"], "policy_cost": log["policy_cost"]}
-    claims = _claims.paper1(cfg.family, mean, mov, div)
+    claims = _claims.paper1(cfg.family, mean, mov, div, curves)
     meta = {"family": cfg.family, "methods": list(METHODS), "tuned": tuned,
             "grid_notes": notes, "replaced_values": replaced, "claims": claims,
             "n_train": cfg.n_train, "n_test": cfg.n_test, "panels": list(cfg.panels)}

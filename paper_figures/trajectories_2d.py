@@ -40,11 +40,13 @@ def _measure(xs, fs, g0):
     """Per-function quantities of the three claims; xs (K, T+1, n, 2), fs (K, T+1, n)."""
     k = METHODS.index("learned")
     steps = np.linalg.norm(np.diff(xs[:, :11], axis=1), axis=-1).mean(axis=1)   # (K, n), 0–9
-    ratio = steps[k] / np.max(np.delete(steps, k, axis=0), axis=0)
+    others = np.delete(steps, k, axis=0)                   # a NaN baseline never counts against
+    ratio = steps[k] / np.max(np.where(np.isnan(others), 0.0, others), axis=0)   # the learned
     rises = np.diff(fs[k], axis=0) > 0                                          # (T, n)
     rise_ok = rises[:5].any(axis=0) & ~rises[5:].any(axis=0)
     slow = np.linalg.norm(g0, axis=-1) <= np.quantile(np.linalg.norm(g0, axis=-1), 0.25)
-    better = fs[k, -1] < np.min(np.delete(fs[:, -1], k, axis=0), axis=0)
+    rivals = np.delete(fs[:, -1], k, axis=0)
+    better = fs[k, -1] < np.min(np.where(np.isnan(rivals), np.inf, rivals), axis=0)
     return ratio, rise_ok, better[slow]
 
 

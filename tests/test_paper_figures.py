@@ -146,3 +146,53 @@ def test_readme_claims_table_is_the_committed_results():
     assert "| LR-1 |" in readme.table(results)
     with pytest.raises(ValueError, match="claims"):
         readme.update("no markers here", results)
+
+
+def _paper1_inputs(T, n, learned_final):
+    """Mean curves, mean margins, divergence flags and per-function curves of the five methods:
+    every baseline at 1 − i/(2T) on every function, the learned optimizer's last value given."""
+    names = ("gd", "momentum", "conjugate_gradient", "lbfgs", "learned")
+    base = np.repeat((1 - np.arange(T + 1) / (2 * T))[:, None], n, axis=1)
+    curves = {k: base.copy() for k in names}
+    curves["learned"][-1] = learned_final
+    F = {k: v.mean(axis=1) for k, v in curves.items()}
+    mov = {k: np.zeros(T + 1) for k in names}
+    div = {k: np.zeros(n, bool) for k in names}
+    div["learned"] = ~np.isfinite(learned_final) | (learned_final > 1)
+    return F, mov, div, curves
+
+
+def test_lr2_does_not_pass_on_the_zero_margin_at_iteration_0():
+    F, mov, div, curves = _paper1_inputs(40, 3, np.full(3, 0.5))
+    mov["learned"][1:] = -0.01                     # behind at every iteration ≥ 1; 0 at i = 0
+    rows = {r["id"]: r for r in _claims.paper1("logistic_regression", F, mov, div, curves)}
+    assert not rows["LR-2"]["reproduced"] and "max -0.0100" in rows["LR-2"]["measured"]
+    mov["learned"][5] = 0.02
+    rows = {r["id"]: r for r in _claims.paper1("logistic_regression", F, mov, div, curves)}
+    assert rows["LR-2"]["reproduced"]
+
+
+def test_nn2_reports_the_median_margin_and_the_diverged_share():
+    final = np.array([0.25, 0.25, 0.25, 1e18])     # one function of four blows up
+    F, mov, div, curves = _paper1_inputs(40, 4, final)
+    rows = {r["id"]: r for r in _claims.paper1("two_layer_net", F, mov, div, curves)}
+    measured = rows["NN-2"]["measured"]
+    assert "median margin at 40 0.25" in measured          # 0.5 − 0.25 on three of four
+    assert "diverged on 25%" in measured and not rows["NN-2"]["reproduced"]
+
+
+def test_trajectory_claims_ignore_a_nan_baseline():
+    from paper_figures import trajectories_2d
+    K, T, n = len(trajectories_2d.METHODS), 20, 4
+    k = trajectories_2d.METHODS.index("learned")
+    steps = np.ones((K, 1, 1, 1)) * np.arange(T + 1)[None, :, None, None]
+    xs = np.broadcast_to(steps * np.array([1.0, 0.0]), (K, T + 1, n, 2)).copy()
+    xs[k] *= 2.0                                            # the learned steps twice as far
+    fs = np.ones((K, T + 1, n))
+    fs[k, -1] = 0.5                                         # and ends lowest
+    xs[0, :, 0] = np.nan                                    # a baseline breaks on function 0
+    fs[0, :, 0] = np.nan
+    g0 = np.ones((n, 2))
+    ratio, rise_ok, slow_win = trajectories_2d._measure(xs, fs, g0)
+    np.testing.assert_allclose(ratio, 2.0)
+    assert slow_win.all() and len(slow_win) == n
