@@ -137,3 +137,25 @@ def test_training_resumes_from_its_checkpoint_with_the_uninterrupted_result(tmp_
     assert list(tmp_path.iterdir()) == []                            # removed at the end
     with pytest.raises(ValueError, match="x0"):
         nn_trainer.train(net, data, x0[:-1], cfg)
+
+
+def test_training_keeps_the_policy_of_its_lowest_logged_cost():
+    """Iteration i draws only from (seed, i), so the run cut after the best iteration ends with
+    the policy that keep="best" returns from the whole run; keep="last" returns the final one."""
+    import dataclasses
+    from lto_ref.gps import nn_trainer
+    net, data, x0 = _problem()
+    cfg = dataclasses.replace(CFG, iterations=4, gamma_grid=(0.01, 0.1))
+    best, log = nn_trainer.train(net, data, x0, cfg, seed=2)
+    last, _ = nn_trainer.train(net, data, x0, dataclasses.replace(cfg, keep="last"), seed=2)
+    i = int(np.argmin(log.policy_cost))
+    cut, _ = nn_trainer.train(net, data, x0, dataclasses.replace(cfg, iterations=i + 1,
+                                                                 keep="last"), seed=2)
+
+    def same(a, b):
+        return all(np.array_equal(u, v) for p, q in zip(a.cells + a.outs, b.cells + b.outs)
+                   for u, v in zip(p, q))
+    assert same(best, cut)
+    assert same(last, best) == (i == cfg.iterations - 1)
+    with pytest.raises(ValueError, match="keep"):
+        dataclasses.replace(cfg, keep="first")

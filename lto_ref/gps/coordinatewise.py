@@ -37,6 +37,7 @@ class Config:
     with_phi3: bool = True
     cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
     cost_model: str = "steps"        # ``coordinates.quadratize_steps``, or "expansion" (120)
+    keep: str = "best"               # the policy ``nn_trainer.train`` returns: "best" or "last"
     chunks: int = dataclasses.field(default=1, metadata={"identity": False})
     sample_chunks: int = dataclasses.field(default=2, metadata={"identity": False})
     badmm_target: str = "code"
@@ -59,6 +60,8 @@ class Config:
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)!r}")
         if self.cost_model not in ("steps", "expansion"):
             raise ValueError(f"cost_model must be 'steps' or 'expansion', got {self.cost_model!r}")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if self.badmm_target not in ("code", "derivation"):
             raise ValueError(f"badmm_target must be 'code' or 'derivation', got "
                              f"{self.badmm_target!r}")

@@ -9,10 +9,16 @@ over ``config.gamma_grid`` (``config.init_gamma`` if the grid is empty; docs/met
 ``checkpoint_dir`` the state and log are written after every iteration (``io.save_tree``) and a
 restarted run resumes from the last complete iteration with the result an uninterrupted run
 gives; the checkpoint is removed at the end. Progress goes through ``callback(i, LogRow)``.
+
+The policy returned is, with ``config.keep == "best"``, that of the iteration with the lowest
+``log.policy_cost`` (Σ_t f of the policy on that iteration's training minibatches; its S-steps
+are noisy from one iteration to the next), with "last" the final one.
 """
 import hashlib
 import json
 import os
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,9 +27,17 @@ from lto_ref.gps import coordinates, coordinatewise, cost, dynamics, gmm, lingau
 from lto_ref.gps.config import config_record
 from lto_ref.gps.iteration import GPSState, LogRow
 
-__all__ = ["tune_gamma", "train", "TYPES"]
+__all__ = ["Tracked", "tune_gamma", "train", "TYPES"]
 
-TYPES = {cls.__name__: cls for cls in (GPSState, LogRow, lingauss.LinGauss, lstm_policy.Policy,
+
+class Tracked(NamedTuple):
+    """The trainer's state: the GPS state and the policy of the lowest logged policy cost."""
+    iteration: int
+    gps: GPSState
+    best: object              # lstm_policy.Policy, or None before the first iteration
+    best_cost: object         # float, or None
+
+TYPES = {cls.__name__: cls for cls in (Tracked, GPSState, LogRow, lingauss.LinGauss, lstm_policy.Policy,
                                        optimizers.AdamState, dynamics.PriorState, gmm.GMM,
                                        dynamics.Dynamics, cost.QuadCost)}
 
@@ -85,15 +99,23 @@ def train(net, data, x0, config=coordinatewise.Config(), seed=0, *, map_fn=map,
 
     def init():
         st = coordinatewise.init_state(net, config, seed)
-        if not config.gamma_grid:
-            return st
-        gamma, _ = tune_gamma(net, data, x0, config, seed, config.gamma_grid)
-        G, dX = len(net.groups), nn_features.state_dim(config.with_phi3)
-        return st._replace(lg=coordinates.initial_controllers(gamma, G, config.T, dX,
-                                                              config.init_var))
+        if config.gamma_grid:
+            gamma, _ = tune_gamma(net, data, x0, config, seed, config.gamma_grid)
+            G, dX = len(net.groups), nn_features.state_dim(config.with_phi3)
+            st = st._replace(lg=coordinates.initial_controllers(gamma, G, config.T, dX,
+                                                                config.init_var))
+        return Tracked(0, st, None, None)
 
-    state, rows = trainer.loop(
-        init, lambda st: coordinatewise.iteration_step(st, net, data, x0, config, seed,
-                                                       map_fn=map_fn),
-        config.iterations, path, ident, TYPES, callback)
-    return state.policy, trainer.stack_rows(rows)
+    def step(tracked):
+        st, row = coordinatewise.iteration_step(tracked.gps, net, data, x0, config, seed,
+                                                map_fn=map_fn)
+        better = np.isfinite(row.policy_cost) and (tracked.best_cost is None
+                                                   or row.policy_cost < tracked.best_cost)
+        best, best_cost = ((st.policy, float(row.policy_cost)) if better
+                           else (tracked.best, tracked.best_cost))
+        return Tracked(st.iteration, st, best, best_cost), row
+
+    state, rows = trainer.loop(init, step, config.iterations, path, ident, TYPES, callback)
+    if config.keep == "last" or state.best is None:
+        return state.gps.policy, trainer.stack_rows(rows)
+    return state.best, trainer.stack_rows(rows)
