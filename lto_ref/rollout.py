@@ -188,13 +188,16 @@ def minibatch_grid(name):
 
 
 def _score(args):
-    """Mean meta-loss of one setting; +inf if any problem diverged (module level: picklable)."""
-    make_optimizer, params, objective, x0, steps = args
+    """Score (23) of one setting, or with criterion "final" the mean final objective (23b); +inf
+    if any problem diverged (module level: picklable)."""
+    make_optimizer, params, objective, x0, steps, criterion = args
     trace = run(make_optimizer(**params), objective, x0, steps)
-    return float("inf") if trace.diverged.any() else float(meta_loss(trace).mean())
+    if trace.diverged.any():
+        return float("inf")
+    return float(trace.fs[-1].mean() if criterion == "final" else meta_loss(trace).mean())
 
 
-def tune(make_optimizer, grid, objective, x0, steps=100, *, map_fn=map):
+def tune(make_optimizer, grid, objective, x0, steps=100, *, criterion="meta_loss", map_fn=map):
     """Grid search of a baseline's hyperparameters by mean meta-loss (docs/method.md (23)–(24)).
 
     Parameters
@@ -203,6 +206,8 @@ def tune(make_optimizer, grid, objective, x0, steps=100, *, map_fn=map):
     grid : non-empty list of keyword dicts, e.g. ``default_grid("momentum")``
     objective, x0 : the *training* problems, as in ``run``
     steps : horizon of the score (the test horizon, 100 by default)
+    criterion : "meta_loss" (23) or "final" (23b), the mean f(x_steps); either way a setting
+        with a diverged (non-finite) run scores +inf
     map_fn : ``map`` or an executor's ``map`` (arguments must then be picklable)
 
     Returns
@@ -215,7 +220,10 @@ def tune(make_optimizer, grid, objective, x0, steps=100, *, map_fn=map):
     grid = list(grid)
     if not grid:
         raise ValueError("grid must contain at least one setting")
-    scores = list(map_fn(_score, [(make_optimizer, p, objective, x0, steps) for p in grid]))
+    if criterion not in ("meta_loss", "final"):
+        raise ValueError(f"criterion must be 'meta_loss' or 'final', got {criterion!r}")
+    scores = list(map_fn(_score, [(make_optimizer, p, objective, x0, steps, criterion)
+                                  for p in grid]))
     return _select(grid, scores)
 
 

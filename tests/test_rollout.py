@@ -203,3 +203,24 @@ def test_tuned_fixed_step_lbfgs_reaches_the_scipy_minimizer_of_logistic_regressi
         res = scipy.optimize.minimize(f_and_g, x0[i], jac=True, method="L-BFGS-B",
                                       options={"gtol": 1e-12, "ftol": 0, "maxiter": 10000})
         np.testing.assert_allclose(trace.xs[-1, i], res.x, atol=1e-5)
+
+
+def test_tune_by_final_objective_scores_the_last_value():
+    """Criterion (23b) on f = ½(x₁² + c x₂²), c = 0.01, from x0 = (1, 1): gd's coordinates shrink
+    by (1 − γ) and (1 − cγ) per step, so f(x_k) = ½((1 − γ)^{2k} + c(1 − cγ)^{2k}). γ = 1.5
+    starts higher but ends lower than γ = 1: (23b) picks it, the sum (23) does not."""
+    c = 0.01
+    obj = lambda x: 0.5 * (x[:, 0] ** 2 + c * x[:, 1] ** 2)  # noqa: E731
+    x0 = np.ones((2, 2))
+    grid = [{"lr": 1.0}, {"lr": 1.5}, {"lr": 1e300}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        best, table = rollout.tune(opt.gd, grid[:2], obj, x0, steps=8, criterion="final")
+        best23, _ = rollout.tune(opt.gd, grid[:2], obj, x0, steps=8)
+        _, diverged = rollout.tune(opt.gd, grid, obj, x0, steps=8, criterion="final")
+    expected = [0.5 * ((1 - p["lr"]) ** 16 + c * (1 - c * p["lr"]) ** 16) for p in grid[:2]]
+    np.testing.assert_allclose([s for _, s in table], expected, rtol=1e-10)
+    assert best == {"lr": 1.5} and best23 == {"lr": 1.0}
+    assert diverged[2][1] == np.inf                       # x overflows: non-finite scores +∞
+    with pytest.raises(ValueError, match="criterion"):
+        rollout.tune(opt.gd, grid, obj, x0, criterion="sum")
