@@ -125,3 +125,34 @@ def test_x0_offset_adds_minus_gamma_g0_to_every_step():
     np.testing.assert_array_equal(lg0.K, lg1.K)
     with pytest.raises(ValueError, match="offset"):
         W.initial_controllers(fam, problems, x0, 8, lay, offset="g0")
+
+
+def test_the_wide_initial_grid_holds_the_released_and_the_baselines_grids():
+    from lto_ref import gps
+    gammas, masses = W.grid("wide")
+    for g in W.GAMMAS + rollout.LR_GRID:
+        assert g in gammas
+    for u in W.MASSES + rollout.MASS_GRID:
+        assert u in masses
+    assert max(gammas) == 10.0 and min(masses) == 0.5 and list(gammas) == sorted(set(gammas))
+    assert W.grid("released") == (W.GAMMAS, W.MASSES)
+    with pytest.raises(ValueError, match="init grid"):
+        W.grid("tuned")
+    with pytest.raises(ValueError, match="init_grid"):
+        gps.Config(init_grid="tuned")
+
+
+def test_gps_starts_from_the_configured_initial_grid():
+    """init_state's controllers are the per-function search over ``Config.init_grid``'s grid."""
+    from lto_ref import gps
+    from lto_ref.gps import iteration
+    fam, problems, x0 = _lr(2, 5)
+    cfg = gps.Config(T=10, H=5, h=2, init_grid="wide")
+    lay = E.layout(fam.dim, 5, 2)
+    gammas, masses = W.grid("wide")
+    expected, choice = W.initial_controllers(fam, problems, x0, 10, lay, gammas=gammas,
+                                             masses=masses)
+    got = iteration.init_state(fam, problems, x0, cfg, 0).lg
+    np.testing.assert_array_equal(got.K, expected.K)
+    released, choice0 = W.initial_controllers(fam, problems, x0, 10, lay)
+    assert not np.array_equal(choice, choice0)     # the wide grid chooses differently here

@@ -39,6 +39,7 @@ class Config:
     # --- reproducing the released code: its choices where this project's defaults differ ---
     init_form: str = "recursive"     # initial controllers; "truncated" = released code's form
     init_offset: str = "zero"        # "x0": the released code's k_t = K x_0 offset
+    init_grid: str = "released"      # their (γ, μ) grid; "wide" adds the baselines' grid (24)
     badmm_target: str = "code"       # S-step target −ν G λ (released) or "derivation" −G λ / ν
     sample_on_policy: bool = False   # MDGPS only: sample from π_θ after iteration 0
 
@@ -54,6 +55,7 @@ class Config:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name, allowed in (("init_form", ("recursive", "truncated")),
                               ("init_offset", ("zero", "x0")),
+                              ("init_grid", ("released", "wide")),
                               ("badmm_target", ("code", "derivation"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -70,8 +70,10 @@ def _mlp_ops(cfg):
 def init_state(family, problems, x0, cfg, seed):
     """Iteration-0 state: grid-searched momentum controllers and a fresh policy (docs/method.md (44)–(47))."""
     lay = environment.layout(family.dim, cfg.H, cfg.h)
+    gammas, masses = warmstart.grid(cfg.init_grid)
     lg, _ = warmstart.initial_controllers(family, problems, x0, cfg.T, lay, form=cfg.init_form,
-                                          init_var=cfg.init_var, offset=cfg.init_offset)
+                                          init_var=cfg.init_var, offset=cfg.init_offset,
+                                          gammas=gammas, masses=masses)
     M, dU = x0.shape
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31]))
     pol = policy_lib.init(rng, features.obs_dim(dU, cfg.H), dU, hidden=cfg.hidden,

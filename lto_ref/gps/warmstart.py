@@ -14,13 +14,27 @@ step, also during the grid search); G_t = 0.01·I (released code).
 """
 import numpy as np
 
-from lto_ref import autodiff, features, objectives
+from lto_ref import autodiff, features, objectives, rollout
 from lto_ref.gps import environment, lingauss
 
-__all__ = ["GAMMAS", "MASSES", "momentum_gain", "initial_controllers"]
+__all__ = ["GAMMAS", "MASSES", "WIDE_GAMMAS", "WIDE_MASSES", "grid", "momentum_gain",
+           "initial_controllers"]
 
 GAMMAS = (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)      # (released code)
 MASSES = (0.82, 0.84, 0.86, 0.88, 0.90, 0.92)        # (released code)
+# ... and with the baselines' tuning grid (24) in it: γ up to 10, μ from 0.5
+WIDE_GAMMAS = tuple(sorted(set(GAMMAS) | set(rollout.LR_GRID)))
+WIDE_MASSES = tuple(sorted(set(MASSES) | set(rollout.MASS_GRID)))
+
+
+def grid(name):
+    """(γ values, μ values) of the initial controllers' search: "released" (the released
+    code's grid) or "wide" (it and the baselines' grid (24))."""
+    if name == "released":
+        return GAMMAS, MASSES
+    if name == "wide":
+        return WIDE_GAMMAS, WIDE_MASSES
+    raise ValueError(f"init grid must be 'released' or 'wide', got {name!r}")
 
 
 def momentum_gain(lay, gamma, mass, form="recursive"):
