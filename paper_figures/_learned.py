@@ -108,12 +108,14 @@ def compute(cfg, ctx):
         arrays["its"] = part[0][2]
         sources[name] = {"title": part[0][3][0], "source": part[0][3][1]}
     arrays["gps_policy_cost"] = np.asarray(gps_log["policy_cost"], dtype=float)
+    costs = np.where(np.isfinite(arrays["gps_policy_cost"]), arrays["gps_policy_cost"], np.inf)
+    kept = int(np.argmin(costs)) if cfg.gps.keep == "best" else len(costs) - 1
     arrays["gps_controller_cost"] = np.asarray(gps_log["controller_cost"], dtype=float)
     from paper_figures import _claims_paper2
     claims = _claims_paper2.figure(cfg.figure, {n: arrays[f"{n}_curves"] for n in cfg.tests},
                                    METHODS)
     meta = {"methods": list(METHODS), "tests": list(cfg.tests), "sources": sources,
-            "tuned": tuned, "claims": claims}
+            "tuned": tuned, "claims": claims, "gps_kept": kept}
     return {"arrays": arrays, "meta": meta}
 
 
@@ -128,6 +130,9 @@ def _plot(title):
         axes[-1].plot(its, a["gps_controller_cost"], "o-", color="tab:gray", label="controllers")
         axes[-1].plot(its, a["gps_policy_cost"], "o-", color=_paper2.COLOURS["learned"],
                       label="LSTM policy")
+        k = meta["gps_kept"]
+        axes[-1].plot(its[k], a["gps_policy_cost"][k], "*", ms=16, color="k",
+                      label="the policy kept")
         axes[-1].set_title("GPS meta-training on MNIST")
         axes[-1].set_xlabel("GPS iteration")
         axes[-1].set_ylabel("Σ_t f(x_t) of a 400-step run")
@@ -143,7 +148,8 @@ def plotted(result):
     a, meta = result["arrays"], result["meta"]
     out = {"iterations": a["its"].tolist(), "diverged": {},
            "gps_policy_cost": a["gps_policy_cost"].tolist(),
-           "gps_controller_cost": a["gps_controller_cost"].tolist()}
+           "gps_controller_cost": a["gps_controller_cost"].tolist(),
+           "gps_kept_iteration": meta["gps_kept"] + 1}
     for name in meta["tests"]:
         with np.errstate(invalid="ignore"):
             mean = np.mean(a[f"{name}_curves"], axis=-1)

@@ -125,6 +125,7 @@ def panels(axes, result, bold, widths=(1.8, 1.2)):
         with np.errstate(invalid="ignore"):
             mean = np.mean(a[f"{name}_curves"], axis=-1)
         top = 3 * np.nanmax(mean[:, 0])
+        ax.set_yscale("log")               # before the limits: a linear autoscale may go below 0
         for k, method in enumerate(meta["methods"]):
             shown = np.where(mean[k] <= top, mean[k], np.nan)
             ax.plot(a["its"], shown, color=COLOURS[method], label=LABELS[method],
@@ -133,4 +134,3 @@ def panels(axes, result, bold, widths=(1.8, 1.2)):
         ax.set_title(meta["sources"][name]["title"])
         ax.set_xlabel("iteration")
         ax.set_ylabel("true objective (training loss)")
-        ax.set_yscale("log")

@@ -63,6 +63,8 @@ def test_quick_run_writes_every_figure_with_finite_curves(quick_run):
         record = json.loads((quick_run / "paper2_fig5.json").read_text())
         assert record["plotted"]["iterations"][-1] == 20 and set(record["tests"]) == {
             "tfd", "cifar10", "cifar100"}
+        costs = record["plotted"]["gps_policy_cost"]            # the trainer keeps the best
+        assert record["plotted"]["gps_kept_iteration"] == int(np.argmin(costs)) + 1
 
 
 def test_second_run_replots_from_the_cache_with_the_same_numbers(quick_run, capsys):
