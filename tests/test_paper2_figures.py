@@ -84,3 +84,23 @@ def test_the_evaluation_grid_through_a_pool_equals_the_serial_grid():
         np.testing.assert_array_equal(a[2], [0, 3, 6])
     assert not np.array_equal(serial[0][0]["adam"], serial[1][0]["adam"])   # seeds differ
     assert serial[0][3][0].startswith("TFD")
+
+
+def test_panels_keep_a_positive_log_axis_for_curves_near_zero():
+    """Curves from 2.5 down to 0.07 with a 3 × f(x0) top: a linear autoscale put the lower
+    limit below 0 and emptied the log-scaled panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from paper_figures import _paper2
+    its = np.arange(0, 81) * 10
+    curve = 2.5 * np.exp(-its / 200.0) + 0.07                  # (K,)
+    methods = ["learned", "gd"]
+    result = {"arrays": {"its": its, "tfd_curves": np.stack([curve, curve])[..., None]},
+              "meta": {"tests": ["tfd"], "methods": methods,
+                       "sources": {"tfd": {"title": "TFD"}}}}
+    fig, ax = plt.subplots()
+    _paper2.panels([ax], result, "learned")
+    low, high = ax.get_ylim()
+    assert 0 < low < curve.min() and high == pytest.approx(3 * curve[0])
+    plt.close(fig)
