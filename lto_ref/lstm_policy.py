@@ -92,6 +92,19 @@ def step_means(cells, outs, groups, psi, h, c):
             np.concatenate(cs, axis=1))
 
 
+def _forward_means(cells, outs, groups, psi, h, c):
+    """``step_means`` without derivatives, through ``lstm.forward`` (the test-time step)."""
+    mus, hs, cs = [], [], []
+    for k, (start, stop) in enumerate(groups):
+        cell, (w, beta) = cells[k % len(cells)], outs[k % len(outs)]
+        h_k, state = lstm.forward(cell, psi[:, start:stop], lstm.LSTMState(h[:, start:stop],
+                                                                          c[:, start:stop]))
+        mus.append(onp.matmul(h_k, w)[..., 0] + beta)
+        hs.append(h_k), cs.append(state.c)
+    return (onp.concatenate(mus, axis=1), onp.concatenate(hs, axis=1),
+            onp.concatenate(cs, axis=1))
+
+
 def zero_state(x0, hidden):
     """The state before t = 0 for iterates x0 (n, P)."""
     zeros = onp.zeros(onp.shape(x0) + (hidden,))
@@ -128,7 +141,7 @@ def optimizer(policy, groups, dtype="float64"):
 
     def step(state, x, f, g):
         psi, psi_state = nn_features.psi_step(state.psi, x, f, g)
-        mu, h, c = step_means(cells, outs, groups, psi.astype(dtype), state.h, state.c)
+        mu, h, c = _forward_means(cells, outs, groups, psi.astype(dtype), state.h, state.c)
         return mu.astype(onp.float64), State(psi=psi_state, h=h, c=c)
 
     return optimizers.Optimizer(init, step)

@@ -63,6 +63,40 @@ def test_rows_of_a_batch_are_independent(seed, n_in, H):
         np.testing.assert_allclose(new.c[i, j], alone.c, rtol=1e-14, atol=1e-15)
 
 
+@given(seeds, sizes, sizes, st.sampled_from([(1,), (3,), (2, 3), (7,)]), st.integers(1, 5))
+def test_forward_matches_the_scalar_loop_for_any_block_of_rows(seed, n_in, H, shape, rows):
+    rng = rng_from(seed)
+    params, x, state = _random_cell(rng, n_in, H, shape)
+    h_new, new = lstm.forward(params, x, state, rows=rows)
+    assert h_new.shape == new.c.shape == shape + (H,) and h_new is new.h
+    for idx in np.ndindex(*shape):
+        h_ref, c_ref = _scalar_cell(*params, x[idx], state.h[idx], state.c[idx])
+        np.testing.assert_allclose(new.h[idx], h_ref, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(new.c[idx], c_ref, rtol=1e-12, atol=1e-15)
+
+
+def test_forward_in_single_precision_stays_single_and_close_to_double():
+    rng = np.random.default_rng(3)
+    params, x, state = _random_cell(rng, 3, 16, (50,))
+    f32 = lambda a: a.astype(np.float32)  # noqa: E731
+    h32, new32 = lstm.forward((f32(params[0]), f32(params[1])), f32(x),
+                              lstm.LSTMState(f32(state.h), f32(state.c)))
+    h64, new64 = lstm.cell(params, x, state)
+    assert h32.dtype == new32.c.dtype == np.float32
+    np.testing.assert_allclose(h32, h64, atol=1e-5)
+    np.testing.assert_allclose(new32.c, new64.c, atol=1e-5)
+
+
+def test_forward_refuses_mismatched_shapes_and_bad_rows():
+    params, x, state = _random_cell(np.random.default_rng(0), 2, 3, (4,))
+    with pytest.raises(ValueError, match="x must be"):
+        lstm.forward(params, x[:, :1], state)
+    with pytest.raises(ValueError, match="same leading"):
+        lstm.forward(params, x[:3], state)
+    with pytest.raises(ValueError, match="rows"):
+        lstm.forward(params, x, state, rows=0)
+
+
 def test_init_has_forget_bias_one_and_small_gaussian_weights():
     W, b = lstm.init(np.random.default_rng(0), 30, 32, scale=0.1)
     assert W.shape == (62, 128) and b.shape == (128,)
