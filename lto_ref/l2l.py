@@ -121,12 +121,13 @@ def init(rng, cfg=Config()):
         (W_out, onp.zeros(1))]
 
 
-def _step(params, state, g, cfg):
-    """Δx (n, P) float64 and the next L2LState from ∇f̂ (n, P), differentiable in params; the
-    LSTM and the read-out compute in ``cfg.dtype``."""
+def _step(params, state, g, cfg, layer_step=None):
+    """Δx (n, P) float64 and the next L2LState from ∇f̂ (n, P), differentiable in params (with
+    layer_step None; ``lstm.forward`` for values only); the LSTM and the read-out compute in
+    ``cfg.dtype``."""
     u = np.reshape(log_and_sign(g, cfg.k, eps=cfg.eps), (-1, N_INPUTS)).astype(cfg.dtype)
     cast = [(W.astype(cfg.dtype), b.astype(cfg.dtype)) for W, b in params]
-    h, states = lstm.stack_cell(cast[:-1], u, state.lstm)                   # (n·P, layers[-1])
+    h, states = lstm.stack_cell(cast[:-1], u, state.lstm, step=layer_step)  # (n·P, layers[-1])
     out = (np.matmul(h, cast[-1][0]) + cast[-1][1]).astype(onp.float64)    # (n·P, 1)
     return cfg.output_scale * np.reshape(out, np.shape(g)), L2LState(lstm=states)
 
@@ -152,7 +153,7 @@ def optimizer(params, cfg=Config()):
 
     def step(state, x, f, g):
         del x, f
-        return _step(params, state, g, cfg)
+        return _step(params, state, g, cfg, lstm.forward)
 
     return optimizers.Optimizer(lambda x0: _zero_state(x0, cfg), step)
 

@@ -121,6 +121,13 @@ def cell(params, x, state):
     return h, LSTMState(h=h, c=c)
 
 
+def _tanh_values(c):
+    """tanh c: numpy's in single precision (faster there), ``tanh``'s 2σ(2c) − 1 in double."""
+    if c.dtype == onp.float32:
+        return onp.tanh(c)
+    return tanh(c)
+
+
 def forward(params, x, state, *, rows=1024):
     """``cell``'s values without its derivatives: (h', LSTMState(h', c')), shapes as in ``cell``.
 
@@ -128,7 +135,8 @@ def forward(params, x, state, *, rows=1024):
     net (tens of thousands of rows) and nothing is differentiated. It works through ``rows`` rows
     at a time, so that the gates of a block (rows × 4·n_hidden) stay in the processor's cache
     across the elementwise passes, and takes σ of the four gate blocks in one pass, with
-    tanh z_g = 2σ(2 z_g) − 1. Arithmetic in the dtype of x, the state and W (take them alike).
+    tanh z_g = 2σ(2 z_g) − 1. Arithmetic in the dtype of x, the state and W (take them alike);
+    the values agree with ``cell``'s to rounding.
     """
     W, b = params
     H = onp.shape(W)[1] // 4
@@ -156,7 +164,7 @@ def forward(params, x, state, *, rows=1024):
         g -= 1.0                                          # tanh z_g
         c = onp.multiply(a[:, H:2 * H], cs[block], out=c_new[block])
         c += a[:, :H] * g
-        onp.multiply(a[:, 3 * H:], onp.tanh(c), out=h_new[block])
+        onp.multiply(a[:, 3 * H:], _tanh_values(c), out=h_new[block])
     h, c = h_new.reshape(lead + (H,)), c_new.reshape(lead + (H,))
     return h, LSTMState(h=h, c=c)
 
@@ -176,17 +184,19 @@ def stack_zero_state(shape, sizes):
     return tuple(zero_state(shape, k) for k in sizes)
 
 
-def stack_cell(params, x, states):
+def stack_cell(params, x, states, *, step=None):
     """One step of stacked layers, no skip connections: (top h (..., sizes[-1]), new states).
 
-    params : list of (W, b) per layer;  x : (..., n_in);  states : tuple of LSTMState per layer.
+    params : list of (W, b) per layer;  x : (..., n_in);  states : tuple of LSTMState per layer;
+    step : the layer's step, ``cell`` (None, differentiable) or ``forward`` (values only).
     """
+    step = cell if step is None else step
     if len(params) != len(states):
         raise ValueError(f"states must hold one LSTMState per layer ({len(params)}), "
                          f"got {len(states)}")
     new_states = []
     for layer, state in zip(params, states):
-        x, state = cell(layer, x, state)
+        x, state = step(layer, x, state)
         new_states.append(state)
     return x, tuple(new_states)
 

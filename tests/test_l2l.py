@@ -268,7 +268,8 @@ def test_first_logged_meta_loss_is_that_of_the_fresh_optimizer_on_the_first_run(
     run = rollout.run_minibatch(l2l.optimizer(l2l.init(rng_params, cfg), cfg),
                                 lambda x, b: nets.loss(net, x, inputs[b], labels[b]),
                                 batches[:4], lambda x: np.zeros(len(x)), x0)
-    np.testing.assert_allclose(log.loss[0], run.fhat[1:4].sum() / 2, rtol=1e-13)
+    # the optimizer's single-precision tanh(c) is numpy's, training's 2σ(2c) − 1: last bits differ
+    np.testing.assert_allclose(log.loss[0], run.fhat[1:4].sum() / 2, rtol=1e-10)
 
 
 def test_non_finite_unrolls_are_skipped_and_logged():
