@@ -37,19 +37,20 @@ class Config:
 
 
 def _quick(cfg):
-    """A tiny version of a figure: 20-step runs of 48-48-C nets, one seed, small
-    meta-trainings."""
+    """A tiny version of a figure: 20-step runs of 48-48-C nets, one seed, a small GPS run; the
+    baselines' tuning and L2LBGDBGD of the baselines figure's quick version (trained once)."""
     small = coordinatewise.Config(
         iterations=2, samples=4, coords=2, T=20, gamma_grid=(0.01, 0.1),
         sstep=dataclasses.replace(coordinatewise.Config().sstep, window=10, batch=8, steps=5),
         policy=lstm_policy.Config(hidden=8), sample_chunks=1,
         policy_prior=dataclasses.replace(coordinatewise.Config().policy_prior, max_clusters=2),
         dynamics_fit=dataclasses.replace(coordinatewise.Config().dynamics_fit, max_samples=100))
+    from paper_figures import paper2_baselines     # its quick tuning and L2LBGDBGD, shared
+    base = paper2_baselines.QUICK
     return dataclasses.replace(
         cfg, problem=dataclasses.replace(cfg.problem, d_in=48, hidden=48, steps=20, every=10),
-        seeds=(0,),
-        train_problem=_paper2.Problem(steps=20, every=5), tune_seeds=(100,), gps=small,
-        l2l_config=dataclasses.replace(l2l.Config(), T=20, epochs=1))
+        seeds=(0,), train_problem=base.problem, tune_seeds=base.tune_seeds, gps=small,
+        l2l_config=base.l2l_config)
 
 
 def trainings(cfg, ctx):
