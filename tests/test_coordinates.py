@@ -222,6 +222,12 @@ def test_controllers_act_on_each_coordinate_with_their_groups_gains(seed):
     gamma = np.repeat([0.5, 2.0, 1.0], 4)
     np.testing.assert_allclose(u, -gamma * s[..., C.PHI2_NOW], rtol=1e-12, atol=1e-13)
     assert carry == "kept"
+    per_step = rng.uniform(0.1, 3.0, (3, 4))                    # γ per group and step
+    lg = C.initial_controllers(per_step, 3, 4, dX=77, var=1e-30)
+    for t in range(4):
+        u = C.controller_act(lg, GROUPS, [rng, rng])(t, s, None, None)[0]
+        np.testing.assert_allclose(u, -np.repeat(per_step[:, t], 4) * s[..., C.PHI2_NOW],
+                                   rtol=1e-12, atol=1e-13)
     K = rng.standard_normal((3, 4, 1, 77))
     k, var = rng.standard_normal((3, 4, 1)), rng.uniform(0.1, 1.0, (3, 4, 1, 1))
     lg = C.lingauss.make(K, k, var)

@@ -109,6 +109,38 @@ def test_gamma_tuning_picks_the_step_that_ends_lowest():
         nn_trainer.tune_gamma(net, data, x0, CFG, 4, (0.1, -1.0))
 
 
+def test_fitted_gains_are_the_least_squares_gains_of_the_teachers_steps():
+    """Against a plain loop: AdaGrad's noise-free run on tune_gamma's stream, Φ2's newest entry
+    from the 3-step averages (113) and (115) written out, one least-squares gain per group and
+    step."""
+    import dataclasses
+    from lto_ref.gps import nn_trainer
+    net, data, x0 = _problem()
+    cfg = dataclasses.replace(CFG, teacher="adagrad", teacher_lr=0.05)
+    gains = nn_trainer.fit_gains(net, data, x0, cfg, 4)
+    rng = np.random.default_rng(np.random.SeedSequence([4, 2**31 + 1]))
+    batches = nets.minibatches(rng, 30, CFG.batch, CFG.T + 1)
+    x, acc, gs = x0.copy(), np.zeros_like(x0), []
+    groups = lstm_policy.ranges(net)
+    for t in range(CFG.T):
+        b = batches[t]
+        g = autodiff.value_and_grad(lambda z: nets.loss(net, z, data[0][b], data[1][b]),
+                                    x[None])[1][0]
+        gs.append(g)
+        bar = lambda i: np.mean(gs[max(i - 2, 0):i + 1], axis=0)  # noqa: E731
+        phi = bar(t) / (np.abs(bar(max(t - 5, t % 5))) + 1.0)
+        acc = acc + g ** 2
+        u = -0.05 * g / (np.sqrt(acc) + 1e-10)
+        for k, (a, z) in enumerate(groups):
+            expected = -np.dot(u[a:z], phi[a:z]) / np.dot(phi[a:z], phi[a:z])
+            np.testing.assert_allclose(gains[k, t], expected, rtol=1e-9)
+        x = x + u
+    with pytest.raises(ValueError, match="teacher"):
+        nn_trainer.fit_gains(net, data, x0, CFG, 4)
+    with pytest.raises(ValueError, match="teacher"):
+        CW.Config(teacher="lbfgs")
+
+
 def test_training_resumes_from_its_checkpoint_with_the_uninterrupted_result(tmp_path):
     import dataclasses
     from lto_ref.gps import nn_trainer

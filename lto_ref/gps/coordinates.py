@@ -229,10 +229,13 @@ PHI2_NOW = 1 + 25    # the entry of s holding Φ2's newest lag, ḡ_t / (|ḡ_{m
 
 def initial_controllers(gamma, G, T, dX=77, var=1e-5):
     """The first controllers, u = −γ_k s[PHI2_NOW] + N(0, var) for every coordinate: a step
-    along the current normalised average gradient (docs/method.md (122)). gamma : (G,) or scalar."""
-    gamma = onp.broadcast_to(onp.asarray(gamma, dtype=float), (G,))
+    along the current normalised average gradient (docs/method.md (122)). gamma : scalar, (G,)
+    (one per group) or (G, T) (one per group and step, e.g. ``nn_trainer.fit_gains``)."""
+    gamma = onp.asarray(gamma, dtype=float)
+    gamma = onp.broadcast_to(gamma if gamma.ndim == 2 else onp.broadcast_to(gamma, (G,))[:, None],
+                             (G, T))
     K = onp.zeros((G, T, 1, dX))
-    K[:, :, 0, PHI2_NOW] = -gamma[:, None]
+    K[:, :, 0, PHI2_NOW] = -gamma
     return lingauss.make(K, onp.zeros((G, T, 1)), onp.full((G, T, 1, 1), float(var)))
 
 

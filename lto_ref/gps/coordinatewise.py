@@ -18,6 +18,9 @@ from lto_ref.gps import badmm, coordinates, dynamics, gmm, iteration, lstm_sstep
 __all__ = ["Config", "init_state", "sample", "iteration_step", "policy_cost"]
 
 
+TEACHERS = ("", "gd", "adagrad", "rmsprop", "adam")   # "": γ from gamma_grid
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Paper 2's GPS settings (docs/method.md §13; our defaults where the paper is silent)."""
@@ -33,6 +36,8 @@ class Config:
     dual_rate: float = 0.2
     init_gamma: float = 0.1          # the first controllers' step along Φ2 (122) …
     gamma_grid: tuple = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)   # … or the best of these (``nn_trainer``)
+    teacher: str = ""                # or γ per group and step fitted to this optimizer's steps …
+    teacher_lr: float = 0.1          # … with this learning rate (``nn_trainer.fit_gains``)
     init_var: float = 1e-5
     with_phi3: bool = True
     cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
@@ -55,7 +60,10 @@ class Config:
         if isinstance(self.cost_points, bool) or not isinstance(self.cost_points, int) or \
                 self.cost_points < 0:
             raise ValueError(f"cost_points must be an integer >= 0, got {self.cost_points!r}")
-        for name in ("kl_step", "init_eta", "nu0", "dual_rate", "init_gamma", "init_var"):
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
+        for name in ("kl_step", "init_eta", "nu0", "dual_rate", "init_gamma", "init_var",
+                     "teacher_lr"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)!r}")
         if self.cost_model not in ("steps", "expansion"):

@@ -4,8 +4,10 @@ search on one net's training objective (docs/method.md §13).
     policy, log = train(net, data, x0, config=coordinatewise.Config(), seed=0, *, map_fn=map,
                         checkpoint_dir=None, callback=None)
 
-The first controllers step along the normalised average gradient with the γ of ``tune_gamma``
-over ``config.gamma_grid`` (``config.init_gamma`` if the grid is empty; docs/method.md (122)); each iteration is ``coordinatewise.iteration_step``. With
+The first controllers step along the normalised average gradient (docs/method.md (122)) with
+γ per group and step fitted to ``config.teacher``'s steps (``fit_gains``), or else the γ of
+``tune_gamma`` over ``config.gamma_grid`` (``config.init_gamma`` if the grid is empty); each
+iteration is ``coordinatewise.iteration_step``. With
 ``checkpoint_dir`` the state and log are written after every iteration (``io.save_tree``) and a
 restarted run resumes from the last complete iteration with the result an uninterrupted run
 gives; the checkpoint is removed at the end. Progress goes through ``callback(i, LogRow)``.
@@ -14,6 +16,7 @@ The policy returned is, with ``config.keep == "best"``, that of the iteration wi
 ``log.policy_cost`` (Σ_t f of the policy on that iteration's training minibatches; its S-steps
 are noisy from one iteration to the next), with "last" the final one.
 """
+import functools
 import hashlib
 import json
 import os
@@ -22,12 +25,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import lstm_policy, nets, nn_features, optimizers
+from lto_ref import autodiff, lstm_policy, nets, nn_features, optimizers
 from lto_ref.gps import coordinates, coordinatewise, cost, dynamics, gmm, lingauss, trainer
 from lto_ref.gps.config import config_record
 from lto_ref.gps.iteration import GPSState, LogRow
 
-__all__ = ["Tracked", "tune_gamma", "train", "TYPES"]
+__all__ = ["Tracked", "tune_gamma", "fit_gains", "train", "TYPES"]
 
 
 class Tracked(NamedTuple):
@@ -61,6 +64,36 @@ def tune_gamma(net, data, x0, cfg, seed, grid):
                                     with_phi3=cfg.with_phi3, cost_rows=np.arange(1))
     final = np.where(np.isfinite(runs.fs[:, -1]), runs.fs[:, -1], np.inf)
     return float(grid[np.argmin(final)]), runs.fs[:, -1]
+
+
+def fit_gains(net, data, x0, cfg, seed):
+    """γ (G, T) of the first controllers (122), one per group and step, fitted to the steps of
+    the hand-designed optimizer ``cfg.teacher`` (learning rate ``cfg.teacher_lr``): the teacher
+    runs noise-free for cfg.T steps from x0 (P,) on ``tune_gamma``'s minibatch stream, and
+    γ_t^k = −Σ_j u_j φ_j / Σ_j φ_j² over group k's coordinates, u_t the teacher's step and φ_t its
+    state's Φ2 entry s[PHI2_NOW] (115). ``ValueError`` if the teacher's run is not finite."""
+    if not cfg.teacher:
+        raise ValueError("cfg.teacher must name an optimizer, got ''")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 + 1]))
+    batches = nets.minibatches(rng, len(data[1]), cfg.batch, cfg.T + 1)
+    teacher = optimizers.by_name(cfg.teacher, lr=cfg.teacher_lr)
+    x = np.asarray(x0, dtype=float)[None]
+    state, phi, groups = teacher.init(x), nn_features.phi_init(x), lstm_policy.ranges(net)
+    gains = np.zeros((len(groups), cfg.T))
+    for t in range(cfg.T):
+        f, g = autodiff.value_and_grad(
+            functools.partial(nets.minibatch_loss, net, *data, batch=batches[t]), x)
+        s, phi = nn_features.phi_step(phi, x, f, g, with_phi3=False)
+        u, state = teacher.step(state, x, f, g)
+        if not (np.all(np.isfinite(u)) and np.all(np.isfinite(s))):
+            raise ValueError(f"the teacher {cfg.teacher!r} (lr {cfg.teacher_lr}) left the finite "
+                             f"numbers at step {t}")
+        for k, (start, stop) in enumerate(groups):
+            u_k, phi_k = u[0, start:stop], s[0, start:stop, coordinates.PHI2_NOW]
+            den = float(np.sum(phi_k ** 2))
+            gains[k, t] = -float(np.sum(u_k * phi_k)) / den if den > 0 else 0.0
+        x = x + u
+    return gains
 
 
 def _identity(net, data, x0, cfg, seed):
@@ -99,8 +132,9 @@ def train(net, data, x0, config=coordinatewise.Config(), seed=0, *, map_fn=map,
 
     def init():
         st = coordinatewise.init_state(net, config, seed)
-        if config.gamma_grid:
-            gamma, _ = tune_gamma(net, data, x0, config, seed, config.gamma_grid)
+        if config.teacher or config.gamma_grid:
+            gamma = (fit_gains(net, data, x0, config, seed) if config.teacher
+                     else tune_gamma(net, data, x0, config, seed, config.gamma_grid)[0])
             G, dX = len(net.groups), nn_features.state_dim(config.with_phi3)
             st = st._replace(lg=coordinates.initial_controllers(gamma, G, config.T, dX,
                                                                 config.init_var))
