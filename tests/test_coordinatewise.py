@@ -136,7 +136,7 @@ def test_fitted_gains_are_the_least_squares_gains_of_the_teachers_steps():
             np.testing.assert_allclose(gains[k, t], expected, rtol=1e-9)
         x = x + u
     with pytest.raises(ValueError, match="teacher"):
-        nn_trainer.fit_gains(net, data, x0, CFG, 4)
+        nn_trainer.fit_gains(net, data, x0, dataclasses.replace(CFG, teacher=""), 4)
     with pytest.raises(ValueError, match="teacher"):
         CW.Config(teacher="lbfgs")
 

@@ -36,8 +36,9 @@ class Config:
     dual_rate: float = 0.2
     init_gamma: float = 0.1          # the first controllers' step along Φ2 (122) …
     gamma_grid: tuple = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)   # … or the best of these (``nn_trainer``)
-    teacher: str = ""                # or γ per group and step fitted to this optimizer's steps …
-    teacher_lr: float = 0.1          # … with this learning rate (``nn_trainer.fit_gains``)
+    teacher: str = "adagrad"         # γ per group and step fitted to this optimizer's steps …
+    teacher_lr: float = 0.1          # … with this learning rate (``nn_trainer.fit_gains``);
+                                     # "": the γ of gamma_grid instead
     init_var: float = 1e-5
     with_phi3: bool = True
     cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
