@@ -279,9 +279,8 @@ def preprocess(images, dim, *, seed=0):
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     D = images.pixels.shape[1]
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), D, int(dim)]))
-    R = rng.standard_normal((D, dim)) / np.sqrt(D)      # (D, dim)
-    a = np.concatenate([(images.pixels[i:i + 4096] / 255.0) @ R    # (N, dim), in blocks:
-                        for i in range(0, max(len(images.pixels), 1), 4096)])  # no N × D copy
+    R, rows = rng.standard_normal((D, dim)) / np.sqrt(D), range(0, max(len(images.pixels), 1), 4096)
+    a = np.concatenate([(images.pixels[i:i + 4096] / 255.0) @ R for i in rows])  # (N, dim), blocks
     mean, std = a.mean(axis=0), a.std(axis=0)
     if not np.all(std > 0):
         raise ValueError(f"images of {images.name} give a constant input column; standardising "

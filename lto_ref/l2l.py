@@ -122,9 +122,8 @@ def init(rng, cfg=Config()):
 
 
 def _step(params, state, g, cfg, layer_step=None):
-    """Δx (n, P) float64 and the next L2LState from ∇f̂ (n, P), differentiable in params (with
-    layer_step None; ``lstm.forward`` for values only); the LSTM and the read-out compute in
-    ``cfg.dtype``."""
+    """Δx (n, P) float64 and the next L2LState from ∇f̂ (n, P), differentiable in params with
+    layer_step None (``lstm.forward``: values only); LSTM and read-out in ``cfg.dtype``."""
     u = np.reshape(log_and_sign(g, cfg.k, eps=cfg.eps), (-1, N_INPUTS)).astype(cfg.dtype)
     cast = [(W.astype(cfg.dtype), b.astype(cfg.dtype)) for W, b in params]
     h, states = lstm.stack_cell(cast[:-1], u, state.lstm, step=layer_step)  # (n·P, layers[-1])

@@ -78,31 +78,19 @@ def _check(policy, groups):
                          f"cells; groups has {len(groups)} ranges")
 
 
-def step_means(cells, outs, groups, psi, h, c):
+def step_means(cells, outs, groups, psi, h, c, *, step=lstm.cell):
     """μ (n, P) and the next (h, c) from Ψ (n, P, 3) and h, c (n, P, H): each group's coordinates
-    through its own (or the shared) LSTM; differentiable in cells and outs."""
+    through its own (or the shared) LSTM; differentiable in cells and outs with ``step`` =
+    ``lstm.cell``, values only (faster) with ``lstm.forward``."""
     mus, hs, cs = [], [], []
     for k, (start, stop) in enumerate(groups):
         cell, (w, beta) = cells[k % len(cells)], outs[k % len(outs)]
-        h_k, state = lstm.cell(cell, psi[:, start:stop], lstm.LSTMState(h[:, start:stop],
-                                                                        c[:, start:stop]))
+        h_k, state = step(cell, psi[:, start:stop], lstm.LSTMState(h[:, start:stop],
+                                                                   c[:, start:stop]))
         mus.append(np.matmul(h_k, w)[..., 0] + beta)
         hs.append(h_k), cs.append(state.c)
     return (np.concatenate(mus, axis=1), np.concatenate(hs, axis=1),
             np.concatenate(cs, axis=1))
-
-
-def _forward_means(cells, outs, groups, psi, h, c):
-    """``step_means`` without derivatives, through ``lstm.forward`` (the test-time step)."""
-    mus, hs, cs = [], [], []
-    for k, (start, stop) in enumerate(groups):
-        cell, (w, beta) = cells[k % len(cells)], outs[k % len(outs)]
-        h_k, state = lstm.forward(cell, psi[:, start:stop], lstm.LSTMState(h[:, start:stop],
-                                                                          c[:, start:stop]))
-        mus.append(onp.matmul(h_k, w)[..., 0] + beta)
-        hs.append(h_k), cs.append(state.c)
-    return (onp.concatenate(mus, axis=1), onp.concatenate(hs, axis=1),
-            onp.concatenate(cs, axis=1))
 
 
 def zero_state(x0, hidden):
@@ -141,7 +129,8 @@ def optimizer(policy, groups, dtype="float64"):
 
     def step(state, x, f, g):
         psi, psi_state = nn_features.psi_step(state.psi, x, f, g)
-        mu, h, c = _forward_means(cells, outs, groups, psi.astype(dtype), state.h, state.c)
+        mu, h, c = step_means(cells, outs, groups, psi.astype(dtype), state.h, state.c,
+                              step=lstm.forward)
         return mu.astype(onp.float64), State(psi=psi_state, h=h, c=c)
 
     return optimizers.Optimizer(init, step)
