@@ -139,6 +139,8 @@ def test_fitted_gains_are_the_least_squares_gains_of_the_teachers_steps():
         nn_trainer.fit_gains(net, data, x0, dataclasses.replace(CFG, teacher=""), 4)
     with pytest.raises(ValueError, match="teacher"):
         CW.Config(teacher="lbfgs")
+    with pytest.raises(ValueError, match="finite numbers"), np.errstate(all="ignore"):
+        nn_trainer.fit_gains(net, data, x0, dataclasses.replace(cfg, teacher_lr=1e308), 4)
 
 
 def test_training_resumes_from_its_checkpoint_with_the_uninterrupted_result(tmp_path):
