@@ -97,6 +97,8 @@ class MinibatchTrace(NamedTuple):
     fhat: onp.ndarray      # (T, n) minibatch objective f̂_t(x_t) the optimizer saw
     x: onp.ndarray         # (n, P) the last iterate x_T
     diverged: onp.ndarray  # (n,) bool: f̂, ∇f̂ or x became non-finite; frozen from then on
+    stopped: onp.ndarray   # (n,) int: the step t whose f̂, ∇f̂ or x_{t+1} was non-finite (T if
+                           # none), so a run of the first T' ≤ T steps diverged iff stopped < T'
 
 
 def run_minibatch(optimizer, objective, batches, true_objective, x0, *, every=1):
@@ -120,6 +122,7 @@ def run_minibatch(optimizer, objective, batches, true_objective, x0, *, every=1)
     T = len(batches)
     its = onp.unique(onp.append(onp.arange(0, T + 1, every), T))
     state, diverged, fs, fhat = optimizer.init(x), onp.zeros(len(x), dtype=bool), [], []
+    stopped = onp.full(len(x), T)
     with onp.errstate(all="ignore"):
         for t in range(T + 1):
             if t in its:
@@ -132,9 +135,10 @@ def run_minibatch(optimizer, objective, batches, true_objective, x0, *, every=1)
             x_new = x + onp.where(diverged[:, None], 0.0, dx)
             diverged |= ~onp.all(onp.isfinite(x_new), axis=1)
             x = onp.where(diverged[:, None], x, x_new)
+            stopped = onp.where(diverged & (stopped == T), t, stopped)
             fhat.append(f)
     return MinibatchTrace(its=its, fs=onp.stack(fs), fhat=onp.stack(fhat) if fhat else
-                          onp.zeros((0, len(x))), x=x, diverged=diverged)
+                          onp.zeros((0, len(x))), x=x, diverged=diverged, stopped=stopped)
 
 
 def _fvals(trace_or_fs):

@@ -7,9 +7,10 @@ then in the offline sources (``python -m lto_ref.data info`` says which are foun
 figure's numbers are cached (``DIR/cache``), so re-plotting is instant and an interrupted run
 resumes; ``--retrain`` recomputes everything. Writes DIR/<name>.png, .pdf, .json and
 DIR/CLAIMS.md. ``--jobs N`` (N > 1; default: 2 or the number of cores if fewer) first runs the
-meta-trainings the figures need (GPS for each family, the supervised baseline) up to N at a time
-in a process pool, each training in its own process; the figures then read the trained policies
-from the cache, and the pool scores paper 2's tuning grids N settings at a time.
+meta-trainings the figures need (GPS for each family, the supervised baseline; for paper 2 GPS,
+L2LBGDBGD and the baselines' tuning) up to N at a time in a process pool, each training in its
+own process (paper 2's GPS, started first, samples in N processes of its own); the figures then
+read the trained policies from the cache and run their test runs in the pool.
 OpenBLAS/OpenMP default to one thread per process (set OPENBLAS_NUM_THREADS to override): the
 trainings' small matrix products gain nothing from more, and threads of two processes would
 fight for the cores.
@@ -91,6 +92,7 @@ def _pretrain(names, args, ctx, pool):
     for name in names:
         module, cfg = _config(name, args)
         jobs += [j for j in module.trainings(cfg, ctx) if j not in jobs]
+    jobs.sort(key=lambda job: job[0] != "lstm_gps")     # paper 2's GPS, the longest, first
     print(f"training {len(jobs)} policies, {args.jobs} at a time", file=sys.stderr, flush=True)
     for kind, family in pool.map(_train.run_job, jobs):
         print(f"  trained: {kind} on {family}", file=sys.stderr, flush=True)
@@ -120,7 +122,7 @@ def main(argv=None):
     matplotlib.use("Agg")
     names = args.names or list(FIGURES)
     ctx = _train.Context(cache=os.path.join(args.out, "cache"), retrain=args.retrain,
-                         data_dir=args.data_dir)
+                         data_dir=args.data_dir, jobs=args.jobs)
     start = time.perf_counter()
     try:
         if args.jobs > 1:

@@ -9,12 +9,13 @@ stream, and plots the mean true objective (recorded every ``every`` steps) again
 The evaluation grid (data set × seed, every method in one job) goes through ``ctx.map_fn``.
 """
 import dataclasses
+import os
 
 import numpy as np
 
-from lto_ref import l2l, lstm_policy, optimizers
+from lto_ref import io, l2l, lstm_policy, optimizers
 from lto_ref.gps import coordinatewise
-from paper_figures import _paper2, _train
+from paper_figures import _cache, _paper2, _train
 
 __all__ = ["Config", "make", "evaluate", "METHODS"]
 
@@ -34,6 +35,7 @@ class Config:
     l2l_config: l2l.Config = l2l.Config()
     dtype: str = "float32"                         # the LSTM optimizer's arithmetic at test time
     seed: int = 0                                  # meta-training seed (GPS and L2LBGDBGD)
+    run_steps: int = 0     # > problem.steps: the figure is the first steps of runs this long
 
 
 def _quick(cfg):
@@ -50,12 +52,15 @@ def _quick(cfg):
     return dataclasses.replace(
         cfg, problem=dataclasses.replace(cfg.problem, d_in=48, hidden=48, steps=20, every=10),
         seeds=(0,), train_problem=base.problem, tune_seeds=base.tune_seeds, gps=small,
-        l2l_config=base.l2l_config)
+        l2l_config=base.l2l_config, run_steps=0)
 
 
 def trainings(cfg, ctx):
-    """L2LBGDBGD's meta-training can run in the pool before the figures (``_train.run_job``)."""
-    return [("l2l", ctx, cfg.train_problem, cfg.l2l_config, cfg.seed)]
+    """GPS, L2LBGDBGD's meta-training and the baselines' tuning run in the pool before the
+    figures (``_train.run_job``), GPS first: it is the longest."""
+    return [("lstm_gps", ctx, cfg.train_problem, cfg.gps, cfg.seed),
+            ("l2l", ctx, cfg.train_problem, cfg.l2l_config, cfg.seed),
+            ("tune", ctx, cfg.train_problem, cfg.tune_seeds)]
 
 
 def _spec(cfg, ctx):
@@ -80,25 +85,62 @@ def _build(name, kind, payload, net):
 
 def evaluate(job):
     """One test run of every method: job = (problem, data_dir, spec, seed) → (curves {name:
-    (K,)}, diverged {name: bool}, recorded iterations (K,), the data's title and source).
-    Module level, so a process pool (or a cluster's executor) can run it."""
+    (K,)}, the step each run stopped at {name: int} (problem.steps if it never diverged),
+    recorded iterations (K,), the data's title and source). Module level, so a process pool
+    (or a cluster's executor) can run it."""
     problem, data_dir, spec, seed = job
     obj = _paper2.objective(problem, data_dir)
     methods = {name: _build(name, kind, payload, obj.net) for name, (kind, payload) in
                spec.items()}
-    curves, diverged, its = _paper2.run_methods(problem, obj, methods, [seed])
-    return ({k: v[:, 0] for k, v in curves.items()}, {k: bool(v[0]) for k, v in
-                                                       diverged.items()}, its,
+    curves, stopped, its = _paper2.run_methods(problem, obj, methods, [seed])
+    return ({k: v[:, 0] for k, v in curves.items()}, {k: int(v[0]) for k, v in
+                                                       stopped.items()}, its,
             (obj.name, obj.description))
+
+
+def _runs(jobs, ctx):
+    """``evaluate`` of every job through ``ctx.map_fn``; a job another figure has run (the
+    same problem, methods and seed: Figure 2's runs are the first 400 steps of Figure 5's) is
+    read from ``<cache>/runs`` instead, and every new one is stored there."""
+    paths = [os.path.join(ctx.cache, "runs", f"run_{_cache.digest(job)}") for job in jobs]
+    results = [None if ctx.retrain else _read_run(path) for path in paths]
+    todo = [k for k, r in enumerate(results) if r is None]
+    for k, result in zip(todo, ctx.map_fn(evaluate, [jobs[k] for k in todo])):
+        curves, stopped, its, (title, source) = results[k] = result
+        io.save_arrays(paths[k], {**{f"curve_{m}": c for m, c in curves.items()}, "its": its},
+                       {"stopped": stopped, "title": title, "source": source})
+    return results
+
+
+def _read_run(path):
+    try:
+        arrays, meta = io.load_arrays(path)
+        curves = {m: arrays[f"curve_{m}"] for m in meta["stopped"]}
+        return curves, meta["stopped"], arrays["its"], (meta["title"], meta["source"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _prefix(result, steps):
+    """The first ``steps`` steps of a longer run's result (curves recorded every k | steps)."""
+    curves, stopped, its, source = result
+    keep = its <= steps
+    if its[keep][-1] != steps:
+        raise ValueError(f"steps ({steps}) must be a recorded iteration of the longer runs")
+    return ({m: c[keep] for m, c in curves.items()}, {m: s < steps for m, s in stopped.items()},
+            its[keep], source)
 
 
 def compute(cfg, ctx):
     """Curves {data set: (methods, K, S)}, divergence flags, the training logs and the claims."""
     spec, tuned, gps_log, l2l_log = _spec(cfg, ctx)
-    jobs = [(dataclasses.replace(cfg.problem, data=name), ctx.data_dir, spec, seed)
+    steps = max(cfg.run_steps, cfg.problem.steps)
+    jobs = [(dataclasses.replace(cfg.problem, data=name, steps=steps), ctx.data_dir, spec, seed)
             for name in cfg.tests for seed in cfg.seeds]
-    _train.say(ctx, f"  {len(jobs)} test runs of {len(spec)} methods (data set × seed)")
-    results = list(ctx.map_fn(evaluate, jobs))
+    _train.say(ctx, f"  {len(jobs)} test runs of {len(spec)} methods (data set × seed)"
+                    + (f", the first {cfg.problem.steps} of {steps} steps" if steps >
+                       cfg.problem.steps else ""))
+    results = [_prefix(r, cfg.problem.steps) for r in _runs(jobs, ctx)]
     arrays, sources, S = {}, {}, len(cfg.seeds)
     for k, name in enumerate(cfg.tests):
         part = results[k * S:(k + 1) * S]
@@ -160,8 +202,9 @@ def plotted(result):
     return out
 
 
-def make(figure, d_in, hidden, batch, steps, title):
-    """(FULL, QUICK, trainings, compute, plot, plotted) of paper 2's Figure ``figure``."""
+def make(figure, d_in, hidden, batch, steps, title, run_steps=0):
+    """(FULL, QUICK, trainings, compute, plot, plotted) of paper 2's Figure ``figure``; with
+    ``run_steps`` its curves are the first ``steps`` steps of runs that long (``Config``)."""
     full = Config(problem=_paper2.Problem(d_in=d_in, hidden=hidden, batch=batch, steps=steps,
-                                          every=10), figure=figure)
+                                          every=10), figure=figure, run_steps=run_steps)
     return full, _quick(full), trainings, compute, _plot(title), plotted

@@ -98,22 +98,24 @@ def tune_baselines(problem, obj, seeds, *, names=BASELINES, map_fn=map, report=N
 
 
 def run_methods(problem, obj, methods, seeds):
-    """True-objective curves {name: (K, S)}, divergence flags {name: (S,)} and the recorded
-    iterations (K,) of S = len(seeds) runs; a diverged run is frozen at its last finite iterate.
+    """True-objective curves {name: (K, S)}, the steps at which the runs stopped {name: (S,)
+    int} and the recorded iterations (K,) of S = len(seeds) runs. A run that met a non-finite
+    value is frozen at its last finite iterate and stopped at that step (``problem.steps`` if
+    it never did), so it diverged iff stopped < problem.steps (``rollout.MinibatchTrace``).
 
     methods : {name: optimizers.Optimizer}; each seed is its own run (its own stream and x⁽⁰⁾).
     """
     minibatch, full = _losses(obj)
-    curves, diverged, its = {name: [] for name in methods}, {name: [] for name in methods}, None
+    curves, stopped, its = {name: [] for name in methods}, {name: [] for name in methods}, None
     for seed in seeds:
         batches, x0 = stream(problem, obj, seed)
         for name, opt in methods.items():
             trace = rollout.run_minibatch(opt, minibatch, batches, full, x0, every=problem.every)
             curves[name].append(trace.fs[:, 0])
-            diverged[name].append(bool(trace.diverged[0]))
+            stopped[name].append(int(trace.stopped[0]))
             its = trace.its
     return ({k: np.stack(v, axis=1) for k, v in curves.items()},
-            {k: np.array(v) for k, v in diverged.items()}, its)
+            {k: np.array(v) for k, v in stopped.items()}, its)
 
 
 def panels(axes, result, bold, widths=(1.8, 1.2)):

@@ -7,6 +7,7 @@ stored. The file name carries a hash of everything the result depends on (family
 functions, configuration, seed). The rest-stability projection (``lto_ref.analysis.stabilise``)
 is a separate, cached step after GPS.
 """
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -27,12 +28,14 @@ __all__ = ["Context", "say", "gps_policy", "supervised_policy", "l2l_params", "t
 
 class Context(NamedTuple):
     """Where and how figures compute: cache folder, --retrain, the trainers' map_fn, progress,
-    and --data-dir (paper 2's data sets; ``data.find`` looks there first)."""
+    --data-dir (paper 2's data sets; ``data.find`` looks there first), and how many processes
+    a training run in a pool may start for its own map (paper 2's GPS, ``run_job``)."""
     cache: str
     retrain: bool = False
     map_fn: object = map
     progress: bool = True
     data_dir: object = None
+    jobs: int = 1
 
 
 def _name(kind, family, x0, cfg, seed):
@@ -61,6 +64,15 @@ def _store(path, pol, log, kind, **meta):
     return pol, arrays
 
 
+def _discard(checkpoint):
+    """Remove a finished training's checkpoint, and the checkpoints folder once it is empty."""
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    try:
+        os.rmdir(os.path.dirname(checkpoint))
+    except OSError:                                 # another training's checkpoint is there
+        pass
+
+
 def say(ctx, text):
     """Print a progress line (stderr) unless ``ctx.progress`` is off."""
     if ctx.progress:
@@ -87,7 +99,7 @@ def gps_policy(family, problems, x0, cfg, seed, ctx, *, stabilised=False):
                              checkpoint_dir=checkpoint, callback=callback)
         found = _store(path, pol, log, "gps_log", family=family.name,
                        method=f"gps-{cfg.algorithm}", seed=seed, H=cfg.H)
-        shutil.rmtree(checkpoint, ignore_errors=True)
+        _discard(checkpoint)
     return _stabilised(family, problems, x0, cfg, found, path, ctx) if stabilised else found
 
 
@@ -205,19 +217,28 @@ def learned_policy(problem, cfg, seed, ctx, *, x0_seed=200):
     arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}
     io.save_arrays(path + "_log", arrays, {"kind": "lstm_gps_log"})
     lstm_policy.save(path, pol, data=obj.description, seed=seed, x0_seed=x0_seed)
-    shutil.rmtree(checkpoint, ignore_errors=True)
+    _discard(checkpoint)
     return pol, arrays
 
 
 def run_job(job):
     """Train one policy into the cache. job = ("gps", ctx, family name, n_train, cfg, seed,
-    stabilised), ("sl", ctx, family name, n_train, cfg, seed) or ("l2l", ctx, problem, cfg,
-    seed). Module level and picklable, so independent trainings can run in a process pool.
+    stabilised), ("sl", ctx, family name, n_train, cfg, seed), ("l2l", ctx, problem, cfg,
+    seed), ("tune", ctx, problem, seeds) or ("lstm_gps", ctx, problem, cfg, seed). Module level
+    and picklable, so independent trainings can run in a process pool; paper 2's GPS, the
+    longest, samples its runs in a pool of its own of ``ctx.jobs`` processes.
     """
     from lto_ref import objectives
     kind, ctx, *args = job
-    if kind == "l2l":
-        l2l_params(*args, ctx)
+    if kind in ("l2l", "tune"):
+        (l2l_params if kind == "l2l" else tuned_baselines)(*args, ctx)
+        return kind, args[0].data
+    if kind == "lstm_gps":
+        if ctx.jobs > 1:
+            with concurrent.futures.ProcessPoolExecutor(ctx.jobs) as pool:
+                learned_policy(*args, ctx._replace(map_fn=pool.map))
+        else:
+            learned_policy(*args, ctx)
         return kind, args[0].data
     family_name, n_train, *rest = args
     family = objectives.family_by_name(family_name)

@@ -35,8 +35,9 @@ QUICK = dataclasses.replace(FULL, problem=_paper2.Problem(steps=40, every=5), se
 
 
 def trainings(cfg, ctx):
-    """The meta-trainings ``compute`` needs (``_train.run_job`` jobs)."""
-    return [("l2l", ctx, cfg.problem, cfg.l2l_config, cfg.seed)]
+    """The meta-training and tuning ``compute`` needs (``_train.run_job`` jobs)."""
+    return [("l2l", ctx, cfg.problem, cfg.l2l_config, cfg.seed),
+            ("tune", ctx, cfg.problem, cfg.tune_seeds)]
 
 
 def compute(cfg, ctx):
@@ -53,9 +54,10 @@ def compute(cfg, ctx):
         obj = mnist if name == "mnist" else _paper2.objective(problem, ctx.data_dir)
         if obj is not mnist:
             _train.say(ctx, f"  data {obj.description}")
-        curves, diverged, its = _paper2.run_methods(problem, obj, methods, cfg.seeds)
+        curves, stopped, its = _paper2.run_methods(problem, obj, methods, cfg.seeds)
         arrays[f"{name}_curves"] = np.stack([curves[m] for m in METHODS])     # (K_m, T', S)
-        arrays[f"{name}_diverged"] = np.stack([diverged[m] for m in METHODS]).astype(float)
+        arrays[f"{name}_diverged"] = np.stack([stopped[m] < problem.steps
+                                                for m in METHODS]).astype(float)
         arrays["its"] = its
         sources[name] = {"title": obj.name, "source": obj.description}
     claims = _checks(arrays, cfg)

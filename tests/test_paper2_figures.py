@@ -86,6 +86,65 @@ def test_the_evaluation_grid_through_a_pool_equals_the_serial_grid():
     assert serial[0][3][0].startswith("TFD")
 
 
+def test_digest_follows_every_array_element_setting_and_key():
+    import dataclasses
+    from lto_ref import l2l
+    from paper_figures import _cache
+
+    def spec(w=0.5, lr=0.01, dtype=np.float64, cfg=l2l.Config()):
+        return ({"learned": ("learned", ([np.array([[1.0, w]], dtype=dtype)], "float32")),
+                 "adam": ("baseline", {"lr": lr}), "l2l": ("l2l", cfg)}, 3)
+    base = _cache.digest(spec())
+    assert _cache.digest(spec()) == base                     # fresh arrays, same content
+    changed = [spec(w=0.25), spec(lr=0.02), spec(dtype=np.float32),
+               spec(cfg=dataclasses.replace(l2l.Config(), T=20)),
+               ({"learned": spec()[0]["learned"], "adam": spec()[0]["adam"]}, 3)]
+    digests = [_cache.digest(v) for v in changed]
+    assert base not in digests and len(set(digests)) == len(digests)
+    assert _cache.digest((1, 2)) != _cache.digest(((1, 2),))      # nesting counts
+    with pytest.raises(ValueError, match="object"):
+        _cache.digest({"a": object()})
+
+
+@pytest.mark.slow
+def test_a_figure_read_off_longer_runs_equals_its_own_runs(tmp_path):
+    """Figure 2 from Figure 5's runs: the first 6 of 9 steps, curves and divergence flags as a
+    6-step run gives them (SGD with lr 1e300 blows up within the first steps; Adam does not); a
+    second call reads every run from the cache."""
+    from lto_ref import data
+    from paper_figures import _paper2, _train
+    try:
+        data.find("tfd")
+    except LookupError:
+        pytest.skip("no TFD source (python -m lto_ref.data info)")
+    spec = {"adam": ("baseline", {"lr": 0.01}), "gd": ("baseline", {"lr": 1e300})}
+    problem = _paper2.Problem(data="tfd", steps=9, every=3)
+    jobs = [(problem, None, spec, seed) for seed in (0, 1)]
+    calls = []
+
+    def counting_map(fn, items):
+        items = list(items)
+        calls.append(len(items))
+        return map(fn, items)
+    ctx = _train.Context(cache=str(tmp_path), map_fn=counting_map, progress=False)
+    long = _learned._runs(jobs, ctx)
+    again = _learned._runs(jobs, ctx)
+    assert calls == [2, 0]
+    short_jobs = [((problem.__class__)(data="tfd", steps=6, every=3), None, spec, s)
+                  for s in (0, 1)]
+    for run, cached, job in zip(long, again, short_jobs):
+        curves, diverged, its, source = _learned._prefix(run, 6)
+        own = _learned.evaluate(job)
+        np.testing.assert_array_equal(its, [0, 3, 6])
+        for m in spec:
+            np.testing.assert_array_equal(curves[m], own[0][m])
+            np.testing.assert_array_equal(cached[0][m], run[0][m])
+            assert diverged[m] == (own[1][m] < 6)
+        assert diverged["gd"] and not diverged["adam"] and source == own[3]
+    with pytest.raises(ValueError, match="steps"):
+        _learned._prefix(long[0], 5)
+
+
 def test_panels_keep_a_positive_log_axis_for_curves_near_zero():
     """Curves from 2.5 down to 0.07 with a 3 × f(x0) top: a linear autoscale put the lower
     limit below 0 and emptied the log-scaled panel."""

@@ -119,7 +119,7 @@ def test_stabilised_policy_is_the_projection_of_the_cached_gps_policy(tmp_path):
                      hidden=8)
     ctx = _train.Context(cache=str(tmp_path), progress=False)
     plain, log = _train.gps_policy(fam, train, x0, cfg, 0, ctx)
-    assert os.listdir(tmp_path / "checkpoints") == []
+    assert not os.path.exists(tmp_path / "checkpoints")            # nor an empty folder
     expected, info = stabilise.stabilise(plain, fam, train, x0, H=4, h=2, T=6)
     assert info["nit"] > 0                                  # the projection changes it
     for _ in range(2):                                      # computed, then from the cache

@@ -84,6 +84,25 @@ def test_a_blow_up_freezes_its_problem_and_leaves_the_others_alone():
     np.testing.assert_array_equal(tr.x[1], x0[1])
 
 
+@given(st.integers(0, 6), st.integers(1, 7))
+def test_stopped_tells_whether_every_shorter_run_diverged(k, T_short):
+    """A step that overflows row 1 at step k: stopped = [T, k]; the first T' steps of the run
+    are the T'-step run, which diverged iff stopped < T'."""
+    net, objective, full, batches, x0 = _problem(4, T=7)
+
+    def step(t, x, f, g):
+        dx = -0.1 * g
+        if t == k:
+            dx[1] = np.inf
+        return dx, t + 1
+    bomb = opt.Optimizer(init=lambda x: 0, step=step)
+    long = rollout.run_minibatch(bomb, objective, batches, full, x0)
+    assert long.stopped.tolist() == [7, k] and long.diverged.tolist() == [False, True]
+    short = rollout.run_minibatch(bomb, objective, batches[:T_short], full, x0)
+    assert short.diverged.tolist() == (long.stopped < T_short).tolist()
+    np.testing.assert_array_equal(short.fs, long.fs[:T_short + 1])
+
+
 def test_tuning_picks_the_lowest_mean_true_objective():
     net, objective, full, batches, x0 = _problem(7, T=6)
     grid = [{"lr": lr} for lr in (1e-4, 0.3, 1e200)]
