@@ -39,6 +39,26 @@ def test_two_iterations_run_the_pipeline_and_repeat_with_the_seed():
     assert np.all(np.isfinite(rows[0].kl)) and rows[0].kl.shape == (4,)
 
 
+def test_fits_in_blocks_of_groups_equal_one_block():
+    """``chunks`` splits the groups' π̄ fits and C-steps over map_fn calls, never the result."""
+    import dataclasses
+    net, data, x0 = _problem()
+    calls, out = [], {}
+    for chunks in (1, 3):
+        cfg = dataclasses.replace(CFG, chunks=chunks)
+
+        def counting(fn, jobs):
+            jobs = list(jobs)
+            calls.append((chunks, len(jobs)))
+            return map(fn, jobs)
+        st, row = CW.iteration_step(CW.init_state(net, cfg, 0), net, data, x0, cfg, seed=3,
+                                    map_fn=counting)
+        out[chunks] = (st.lg.K, st.lg.k, row.kl, row.policy_cost)
+    assert (3, 3) in calls and (1, 3) not in calls            # the blocks went through map_fn
+    for a, b in zip(out[1], out[3]):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bad_settings_raise():
     with pytest.raises(ValueError, match="coords"):
         CW.Config(coords=0)

@@ -44,7 +44,7 @@ class Config:
     cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
     cost_model: str = "steps"        # ``coordinates.quadratize_steps``, or "expansion" (120)
     keep: str = "best"               # the policy ``nn_trainer.train`` returns: "best" or "last"
-    chunks: int = dataclasses.field(default=1, metadata={"identity": False})
+    chunks: int = dataclasses.field(default=2, metadata={"identity": False})   # π̄, C-step blocks
     sample_chunks: int = dataclasses.field(default=2, metadata={"identity": False})
     badmm_target: str = "code"
     dynamics_fit: dynamics.Config = dynamics.Config(max_samples=1000)
