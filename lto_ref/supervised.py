@@ -42,7 +42,7 @@ class Config:
     variant: str = "code"       # feature variant ("code" or "paper")
     hidden: int = 50            # policy hidden units
     activation: str = "softplus"
-    symmetric: bool = True      # reflection-odd policy, as GPS's default (docs/deviations.md)
+    symmetric: bool = False     # paper 1's plain MLP; True: the reflection-odd policy (35)
 
     def __post_init__(self):
         for name in ("T", "iterations", "max_skips"):

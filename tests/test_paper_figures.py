@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from paper_figures import __main__ as cli
 from paper_figures import _claims
@@ -131,10 +132,34 @@ def test_stabilised_policy_is_the_projection_of_the_cached_gps_policy(tmp_path):
 
 
 def test_claims_table_reports_failures_with_numbers():
-    rows = _claims.sl_vs_rl(5.0, 4.0, np.array([True, False]), np.array([False, False]))
-    assert [r["reproduced"] for r in rows] == [False, True, True]
+    rows = _claims.sl_vs_rl(5.0, 4.0, 0.11, 0.5, 0.1)
+    assert [r["id"] for r in rows] == ["SL-1", "SL-2", "SL-3", "RL-1"]
+    assert [r["reproduced"] for r in rows] == [False, True, False, True]
+    assert [r["reproduced"] for r in _claims.sl_vs_rl(4.0, 4.0, 0.1, 0.49, 0.11)] == [
+        True, False, True, False]
     table = _claims.markdown([("sl_vs_rl", rows)])
     assert "| sl_vs_rl | SL-1 |" in table and "5.000 vs 4.000 | no |" in table
+    assert "| SL-3 | supervised does not diverge on its training functions: <= 10% | 11% | no |" \
+        in table
+
+
+@given(st.integers(1, 8), st.integers(0, 6), st.data())
+def test_sl_vs_rl_shares_match_a_plain_loop(T, extra, data):
+    from paper_figures import sl_vs_rl
+    steps, n = T + extra, data.draw(st.integers(1, 6))
+    values = st.one_of(st.floats(0.0, 2.0), st.sampled_from([np.inf, np.nan]))
+    fs = np.array(data.draw(st.lists(st.lists(values, min_size=n, max_size=n),
+                                     min_size=steps + 1, max_size=steps + 1)))
+    flags = [np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+             for _ in range(2)]
+    got = sl_vs_rl.shares(fs, flags[0], flags[1], T)
+    rising = 0
+    for j in range(n):
+        window, last = list(fs[:T + 1, j]), fs[-1, j]
+        rising += (not np.isfinite(last) or any(np.isnan(v) for v in window)
+                   or last > min(window) + sl_vs_rl.RISE)
+    assert got == {"rising": rising / n, "diverged_T": np.mean(flags[0]),
+                   "diverged_end": np.mean(flags[1])}
 
 
 def test_readme_claims_table_is_the_committed_results():
