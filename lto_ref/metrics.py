@@ -17,7 +17,7 @@ Li & Malik, "Learning to Optimize", ICLR 2017, §4 (margin of victory).
 """
 import numpy as np
 
-__all__ = ["sanitize", "margin_of_victory", "win_fraction"]
+__all__ = ["sanitize", "margin_of_victory", "win_fraction", "diverged"]
 
 
 def _stack(curves):
@@ -135,3 +135,15 @@ def win_fraction(curves):
     best = F == np.min(F, axis=0)                                  # (K, T+1, n) a ∈ B_f(i)
     credit = best / np.sum(best, axis=0)                           # (K, T+1, n)
     return dict(zip(names, np.mean(credit, axis=-1)))
+
+
+def diverged(trace, x0):
+    """docs/method.md (92): a run diverged if it met a non-finite value, ends above its start
+    (f(x_T) > f(x_0)) or ends far away (‖x_T‖ > 100(1 + ‖x_0‖)).
+
+    trace : rollout.Trace (xs (T+1, n, d), fs (T+1, n), diverged (n,));  x0 : (n, d)
+    Returns (n,) bool.
+    """
+    big = np.linalg.norm(trace.xs[-1], axis=-1) > 100 * (1 + np.linalg.norm(x0, axis=-1))
+    with np.errstate(invalid="ignore"):
+        return trace.diverged | ~np.isfinite(trace.fs[-1]) | (trace.fs[-1] > trace.fs[0]) | big

@@ -11,12 +11,14 @@ import functools
 
 import numpy as np
 
-from lto_ref import gps as gps_lib, metrics
+from lto_ref import gps as gps_lib, metrics, objectives
+from lto_ref.analysis import tuning_sensitivity
 from paper_figures import _claims, _protocol
 
 __all__ = ["Config", "trainings", "compute", "plot", "plotted", "make", "METHODS", "QUICK_GPS"]
 
 METHODS = _protocol.BASELINES + ("learned",)
+TUNE = ("meta_loss", "released")
 # --quick: the whole pipeline in seconds (tiny GPS: 3 iterations, 5 samples of 20 steps)
 QUICK_GPS = gps_lib.Config(iterations=3, samples=5, T=20, sstep_steps=500)
 
@@ -31,6 +33,12 @@ class Config:
     gps: gps_lib.Config = gps_lib.Config()
     stabilise: bool = False           # the rest-stability projection after GPS (deviation)
     panels: tuple = (0, 1)            # test functions of panels (b), (c)
+    tune: str = "meta_loss"           # baselines' tuning: (23) over ``steps``, any divergence
+    #                                   +inf; "released": the final objective (23b) at GPS's T
+
+    def __post_init__(self):
+        if self.tune not in TUNE:
+            raise ValueError(f"tune must be one of {TUNE}, got {self.tune!r}")
 
 
 def trainings(cfg, ctx):
@@ -40,7 +48,9 @@ def trainings(cfg, ctx):
 
 def compute(cfg, ctx):
     """{"arrays": curves (K, T+1, n), mean (K, T+1), mov (K, T+1), …; "meta": settings, claims}."""
-    traces, x0_test, tuned, notes, log = _protocol.learned_against_baselines(cfg, ctx, cfg.steps)
+    steps, criterion = (cfg.steps, "meta_loss") if cfg.tune == "meta_loss" else (cfg.gps.T, "final")
+    traces, x0_test, tuned, notes, log = _protocol.learned_against_baselines(cfg, ctx, steps,
+                                                                             criterion)
     curves = {name: traces[name].fs for name in METHODS}
     mean, replaced = _protocol.mean_curves(curves)
     mov = metrics.margin_of_victory(curves)
@@ -51,10 +61,21 @@ def compute(cfg, ctx):
               "win_fraction": stack(wins), "diverged": stack(div),
               "controller_cost": log["controller_cost"], "policy_cost": log["policy_cost"]}
     claims = _claims.paper1(cfg.family, mean, mov, div, curves)
-    meta = {"family": cfg.family, "methods": list(METHODS), "tuned": tuned,
+    meta = {"tune": cfg.tune, "sensitivity": _sensitivity(cfg, tuned, ctx),"family": cfg.family, "methods": list(METHODS), "tuned": tuned,
             "grid_notes": notes, "replaced_values": replaced, "claims": claims,
             "n_train": cfg.n_train, "n_test": cfg.n_test, "panels": list(cfg.panels)}
     return {"arrays": arrays, "meta": meta}
+
+
+def _sensitivity(cfg, tuned, ctx):
+    """Each baseline over its step-size grid on the test functions (other settings as tuned):
+    {name: {"lr", "diverged", "final_mean", "final_median": lists, nan as None}}."""
+    family = objectives.family_by_name(cfg.family)
+    test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
+    rows = tuning_sensitivity.sweep_family(family, test, x0_test, cfg.steps, tuned,
+                                           names=_protocol.BASELINES, map_fn=ctx.map_fn)
+    clean = lambda v: [float(x) if np.isfinite(x) else None for x in v]  # noqa: E731
+    return {name: {k: clean(v) for k, v in r._asdict().items()} for name, r in rows.items()}
 
 
 def plot(result, title):

@@ -23,7 +23,8 @@ COLOURS = {"gd": "tab:blue", "momentum": "tab:orange", "conjugate_gradient": "ta
            "lbfgs": "tab:purple", "learned": "tab:red", "supervised": "tab:brown"}
 
 
-def tune_baselines(family, problems, x0, steps, *, names=BASELINES, map_fn=map):
+def tune_baselines(family, problems, x0, steps, *, names=BASELINES, criterion="meta_loss",
+                   map_fn=map):
     """{name: best hyperparameters} tuned on the training functions (docs/method.md (23)–(24)).
 
     Grid-edge notices are collected instead of printed: returns (best, notes).
@@ -35,21 +36,22 @@ def tune_baselines(family, problems, x0, steps, *, names=BASELINES, map_fn=map):
             warnings.simplefilter("always", RuntimeWarning)
             best[name], _ = rollout.tune(functools.partial(optimizers.by_name, name),
                                          rollout.default_grid(name), objective, x0, steps,
-                                         map_fn=map_fn)
+                                         criterion=criterion, map_fn=map_fn)
         notes += [f"{name}: {w.message}" for w in caught]
     return best, notes
 
 
-def learned_against_baselines(cfg, ctx, tune_steps):
+def learned_against_baselines(cfg, ctx, tune_steps, criterion="meta_loss"):
     """The paper-1 protocol for ``cfg`` (family, n_train, n_test, steps, gps, seed, stabilise):
-    traces of the tuned baselines and the GPS policy on the test functions.
+    traces of the tuned baselines (``criterion`` over ``tune_steps``) and the GPS policy on the
+    test functions.
 
     Returns (traces {name: Trace}, x0_test, tuned settings, grid notes, GPS log).
     """
     family = objectives.family_by_name(cfg.family)
     train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
     test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
-    tuned, notes = tune_baselines(family, train, x0, tune_steps)
+    tuned, notes = tune_baselines(family, train, x0, tune_steps, criterion=criterion)
     pol, log = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx,
                                  stabilised=cfg.stabilise)
     methods = {name: optimizers.by_name(name, **tuned[name]) for name in BASELINES}
@@ -67,11 +69,7 @@ def run_methods(family, problems, x0, methods, steps):
         return {name: rollout.run(opt, objective, x0, steps) for name, opt in methods.items()}
 
 
-def diverged(trace, x0):
-    """docs/method.md (92): non-finite values, f(x_T) > f(x_0), or ‖x_T‖ > 100(1 + ‖x_0‖): (n,) bool."""
-    big = np.linalg.norm(trace.xs[-1], axis=-1) > 100 * (1 + np.linalg.norm(x0, axis=-1))
-    with np.errstate(invalid="ignore"):
-        return trace.diverged | ~np.isfinite(trace.fs[-1]) | (trace.fs[-1] > trace.fs[0]) | big
+diverged = metrics.diverged   # docs/method.md (92)
 
 
 def mean_curves(curves):

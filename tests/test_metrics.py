@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hynp
 
-from lto_ref.metrics import margin_of_victory, sanitize, win_fraction
+from lto_ref.metrics import diverged, margin_of_victory, sanitize, win_fraction
 
 NAMES = ["gd", "momentum", "cg", "lbfgs", "learned"]
 
@@ -199,3 +199,19 @@ def test_bad_curves_are_refused(curves, message):
     for fn in (sanitize, margin_of_victory, win_fraction):
         with pytest.raises(ValueError, match=message):
             fn(curves)
+
+
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**32 - 1))
+def test_diverged_is_any_of_the_three_conditions_row_by_row(n, T, seed):
+    from lto_ref import rollout
+    rng = np.random.default_rng(seed)
+    x0 = rng.normal(size=(n, 2))
+    xs = rng.normal(size=(T + 1, n, 2)) * rng.choice([1.0, 500.0], size=(1, n, 1))
+    fs = rng.normal(size=(T + 1, n))
+    fs[-1, rng.random(n) < 0.3] = np.nan
+    flag = rng.random(n) < 0.3
+    got = diverged(rollout.Trace(xs=xs, fs=fs, gs=np.zeros_like(xs), diverged=flag), x0)
+    for j in range(n):
+        expect = (flag[j] or not np.isfinite(fs[-1, j]) or fs[-1, j] > fs[0, j]
+                  or np.linalg.norm(xs[-1, j]) > 100 * (1 + np.linalg.norm(x0[j])))
+        assert got[j] == expect

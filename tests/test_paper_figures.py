@@ -1,6 +1,7 @@
 """The figure command: --quick end to end, cache, determinism, bad arguments (STYLE §6, item 33)."""
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -223,3 +224,34 @@ def test_trajectory_claims_ignore_a_nan_baseline():
     ratio, rise_ok, slow_win = trajectories_2d._measure(xs, fs, g0)
     np.testing.assert_allclose(ratio, 2.0)
     assert slow_win.all() and len(slow_win) == n
+
+
+def test_released_tuning_and_the_step_size_sweep_of_a_paper1_figure(tmp_path):
+    """tune="released" tunes by the final objective at GPS's horizon T; the sweep's row at each
+    tuned step size is what the figure's own test runs of that baseline show."""
+    import dataclasses
+    import functools
+    from lto_ref import objectives, optimizers, rollout
+    from paper_figures import _paper1, _train, fig2_robust
+    with pytest.raises(ValueError, match="tune"):
+        dataclasses.replace(fig2_robust.QUICK, tune="best")
+    cfg = dataclasses.replace(fig2_robust.QUICK, tune="released")
+    ctx = _train.Context(cache=str(tmp_path), progress=False)
+    result = _paper1.compute(cfg, ctx)
+    meta, a = result["meta"], result["arrays"]
+    fam = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(fam, objectives.TRAIN, cfg.n_train)
+    objective = functools.partial(fam.loss, problems=train)
+    for k, name in enumerate(meta["methods"][:4]):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)     # grid-edge notices
+            best, _ = rollout.tune(functools.partial(optimizers.by_name, name),
+                                   rollout.default_grid(name), objective, x0, cfg.gps.T,
+                                   criterion="final")
+        assert meta["tuned"][name] == best
+        row = meta["sensitivity"][name]
+        i = row["lr"].index(best["lr"])
+        div = a["diverged"][k].astype(bool)
+        assert row["diverged"][i] == pytest.approx(div.mean())
+        if not div.all():
+            assert row["final_mean"][i] == pytest.approx(a["curves"][k, -1][~div].mean())
