@@ -14,8 +14,9 @@ minimisers inside the radius r::
 c > 1 is a curvature margin for held-out functions curvier than the training ones. Summing over
 every eigenvalue outside r (not only the largest) keeps the penalty differentiable where two
 eigenvalues swap places. Solved by scipy's L-BFGS-B with the gradient written out: d|λ| from
-λ's right and left eigenvectors (dλ = wᴴ dM v / wᴴv, by inverse iteration), ∂M/∂J by the
-companion structure, and ∂J/∂θ for J = W₂ᵀ diag(φ'(a₀)) Vᵀ, the policy's Jacobian at o = 0.
+λ's right and left eigenvectors (dλ = wᴴ dM v / wᴴv, all from one LAPACK eigen-decomposition
+of M), ∂M/∂J by the companion structure, and ∂J/∂θ for J = W₂ᵀ diag(φ'(a₀)) Vᵀ, the policy's
+Jacobian at o = 0.
 """
 import functools
 import warnings
@@ -82,13 +83,12 @@ def excess_and_grad(J, A, H, r):
     """Σ_j max(|λ_j| − r, 0)² over the eigenvalues λ_j of M(A), and its gradient in J."""
     d = A.shape[0]
     M = stability.companion(*stability.blocks(J, d, H), A)
-    lam = np.linalg.eigvals(M)
+    lam, w, v = scipy.linalg.eig(M, left=True, right=True, check_finite=False)
     mod = np.abs(lam)
     out = mod > r
     if not out.any():
         return 0.0, np.zeros_like(J)
-    lo = lam[out]
-    v, w = (np.stack(vecs, axis=1) for vecs in zip(*(_eigenvectors(M, z) for z in lo)))
+    lo, v, w = lam[out], v[:, out], w[:, out]                         # wᴴ M = λ wᴴ, M v = λ v
     coef = 2 * (mod[out] - r) * np.conj(lo) / mod[out] / np.sum(np.conj(w) * v, axis=0)
     dM = np.real(np.conj(w[:d]) @ (coef[:, None] * v.T))              # rows of block row 0
     return float(np.sum((mod[out] - r) ** 2)), _to_J(dM, A, J, H)
@@ -105,19 +105,6 @@ def _to_J(dM, A, J, H):
     G[:, o.past_grads - d:o.steps - d] = dP.transpose(1, 0, 2).reshape(d, -1)
     G[:, o.steps - d:] = dQ.transpose(1, 0, 2).reshape(d, -1)
     return G
-
-
-def _eigenvectors(M, lam, sweeps=3):
-    """Right v and left w (wᴴ M = λ wᴴ) eigenvectors of the eigenvalue λ by inverse iteration."""
-    n = M.shape[0]
-    shift = lam + 1e-9 * max(abs(lam), 1.0)
-    lu = scipy.linalg.lu_factor(M - shift * np.eye(n), check_finite=False)
-    v = w = np.ones(n, dtype=complex)
-    for _ in range(sweeps):
-        v = scipy.linalg.lu_solve(lu, v, check_finite=False)
-        w = scipy.linalg.lu_solve(lu, w, trans=2, check_finite=False)
-        v, w = v / np.linalg.norm(v), w / np.linalg.norm(w)
-    return v, w
 
 
 def _objective(flat, policy, O, mu0, A, H, r, kappa):
