@@ -1,0 +1,142 @@
+"""python -m paper_figures.validate FIGURE [KEY=VALUE ...] [--n N] [--cache DIR] [--json FILE]
+                                  [--quick]
+
+Design choices are made on validation functions, never on the test functions the figures report.
+This command trains a paper-1 figure's GPS policy with some settings changed (``gps.h=1``,
+``gps.symmetric=false``, ``gps.dynamics_fit.prior.pooled=false``, ``stabilise=true``,
+``tune=released``, …), tunes the baselines as the figure does, runs every method from the
+starting points of N functions of the validation split (docs/method.md (10), split 2) for the
+figure's horizon, and prints per method the diverged share (92), the median and mean final
+objective and the share of iterations at which it has the lowest mean objective; for the learned
+optimizer also the share of iterations 1..T with a positive mean margin of victory (93).
+
+Trained policies are kept in --cache (default: a temporary folder, removed at the end).
+"""
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before numpy is imported
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from lto_ref import gps, metrics, objectives, optimizers
+from paper_figures import _protocol, _train
+
+__all__ = ["FIGURES", "configure", "evaluate", "main"]
+
+FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net")
+
+
+def _value(text):
+    """'true' / 'false' / a JSON number / any other text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def configure(cfg, settings):
+    """``cfg`` with KEY=VALUE settings applied; dotted keys reach nested configurations.
+
+    settings : iterable of "key=value" strings;  raises ValueError naming a bad setting.
+    """
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"setting {item!r} is not KEY=VALUE")
+        cfg = _replace(cfg, key.split("."), _value(text), item)
+    return cfg
+
+
+def _replace(obj, path, value, item):
+    names = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+    if path[0] not in names:
+        raise ValueError(f"setting {item!r}: {type(obj).__name__} has no field {path[0]!r}")
+    inner = value if len(path) == 1 else _replace(getattr(obj, path[0]), path[1:], value, item)
+    try:
+        return dataclasses.replace(obj, **{path[0]: inner})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"setting {item!r}: {err}") from None
+
+
+def evaluate(cfg, ctx, n):
+    """Every method of a paper-1 figure ``cfg`` on n validation functions: {method: {measure}}."""
+    family = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
+    val, x0_val = objectives.split_data(family, objectives.VALIDATION, n)
+    steps, criterion = (cfg.steps, "meta_loss") if cfg.tune == "meta_loss" else (cfg.gps.T, "final")
+    tuned, _ = _protocol.tune_baselines(family, train, x0, steps, criterion=criterion)
+    pol, _ = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx, stabilised=cfg.stabilise)
+    methods = {name: optimizers.by_name(name, **tuned[name]) for name in _protocol.BASELINES}
+    methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
+    traces = _protocol.run_methods(family, val, x0_val, methods, cfg.steps)
+    curves = {k: t.fs for k, t in traces.items()}
+    mean, _ = _protocol.mean_curves(curves)
+    best = np.argmin(np.stack([mean[k] for k in methods]), axis=0)[1:]
+    mov = metrics.margin_of_victory(curves)["learned"][1:]
+    out = {}
+    for k, name in enumerate(methods):
+        div = metrics.diverged(traces[name], x0_val)
+        final = traces[name].fs[-1]
+        out[name] = {"diverged": float(np.mean(div)),
+                     "median_final": float(np.median(np.where(div, np.inf, final))),
+                     "mean_final": float(np.mean(final[~div])) if np.any(~div) else None,
+                     "best_mean": float(np.mean(best == k))}
+    out["learned"]["mov_positive"] = float(np.mean(mov > 0))
+    return out
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="python -m paper_figures.validate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("figure", choices=FIGURES)
+    p.add_argument("settings", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--n", type=int, default=100, help="validation functions (default 100)")
+    p.add_argument("--cache", default=None, help="keep trained policies here")
+    p.add_argument("--json", default=None, help="also write the table to this JSON file")
+    p.add_argument("--quick", action="store_true", help="the figure's --quick configuration")
+    return p.parse_intermixed_args(argv)
+
+
+def main(argv=None):
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    module = importlib.import_module(f"paper_figures.{args.figure}")
+    if args.n < 1:
+        raise SystemExit("python -m paper_figures.validate: error: --n must be >= 1")
+    try:
+        cfg = configure(module.QUICK if args.quick else module.FULL, args.settings)
+    except ValueError as err:
+        raise SystemExit(f"python -m paper_figures.validate: error: {err}") from None
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = _train.Context(cache=args.cache or tmp)
+        table = evaluate(cfg, ctx, args.n)
+    print(f"{args.figure} {' '.join(args.settings) or '(figure settings)'}: {args.n} "
+          f"validation functions, {time.perf_counter() - start:.0f} s")
+    print(f"{'method':<20}{'diverged':>9}{'median f(T)':>13}{'mean f(T)':>12}{'best':>7}")
+    for name, row in table.items():
+        mean = "-" if row["mean_final"] is None else f"{row['mean_final']:.4g}"
+        print(f"{name:<20}{row['diverged']:>9.0%}{row['median_final']:>13.4g}{mean:>12}"
+              f"{row['best_mean']:>7.0%}")
+    print(f"learned: mean margin of victory > 0 at {table['learned']['mov_positive']:.0%} of "
+          f"iterations 1..{cfg.steps}")
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"figure": args.figure, "settings": args.settings, "n": args.n,
+                       "config": gps.config_record(cfg), "table": table}, fh, indent=1)
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

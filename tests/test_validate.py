@@ -1,0 +1,62 @@
+"""Tests of python -m paper_figures.validate: settings, the table, errors."""
+import json
+
+import numpy as np
+import pytest
+
+from paper_figures import fig3_neural_net, validate
+
+
+def test_settings_reach_nested_configurations_and_parse_their_values():
+    cfg = validate.configure(fig3_neural_net.FULL, ["gps.h=5", "gps.symmetric=false",
+                                                    "gps.dynamics_fit.prior.pooled=False",
+                                                    "gps.init_grid=wide", "stabilise=true",
+                                                    "gps.kl_step=0.5"])
+    assert cfg.gps.h == 5 and cfg.gps.symmetric is False and cfg.stabilise is True
+    assert cfg.gps.dynamics_fit.prior.pooled is False and cfg.gps.init_grid == "wide"
+    assert cfg.gps.kl_step == 0.5
+    untouched = fig3_neural_net.FULL
+    assert untouched.gps.h == 1 and untouched.gps.dynamics_fit.prior.pooled is True
+    assert cfg.gps.dynamics_fit.prior.pooled_points == untouched.gps.dynamics_fit.prior.pooled_points
+
+
+@pytest.mark.parametrize("setting, word", [("gps.hh=2", "'hh'"), ("h=2", "'h'"), ("gps", "KEY"),
+                                           ("gps.h=0", "gps.h=0"), ("tune=best", "tune")])
+def test_bad_settings_raise_naming_the_setting(setting, word):
+    with pytest.raises(ValueError, match=word):
+        validate.configure(fig3_neural_net.FULL, [setting])
+
+
+def test_quick_validation_table(tmp_path, capsys):
+    out = tmp_path / "v.json"
+    assert validate.main(["fig1_logistic", "--quick", "--n", "4", "gps.hidden=8",
+                          "--json", str(out), "--cache", str(tmp_path / "c")]) == 0
+    record = json.loads(out.read_text())
+    assert record["settings"] == ["gps.hidden=8"] and record["config"]["gps"]["hidden"] == 8
+    table = record["table"]
+    assert set(table) == {"gd", "momentum", "conjugate_gradient", "lbfgs", "learned"}
+    for row in table.values():
+        assert 0 <= row["diverged"] <= 1 and 0 <= row["best_mean"] <= 1
+    assert sum(row["best_mean"] for row in table.values()) == pytest.approx(1.0)
+    assert 0 <= table["learned"]["mov_positive"] <= 1
+    assert "learned" in capsys.readouterr().out
+    assert list((tmp_path / "c" / "policies").iterdir())          # kept where asked
+
+
+def test_evaluate_uses_the_validation_functions(tmp_path):
+    """The table's gradient-descent row is GD (tuned on the training functions) on split 2."""
+    import functools
+    from lto_ref import metrics, objectives, optimizers, rollout
+    from paper_figures import _protocol, _train, fig1_logistic
+    cfg = validate.configure(fig1_logistic.QUICK, ["gps.hidden=8"])
+    table = validate.evaluate(cfg, _train.Context(cache=str(tmp_path), progress=False), 5)
+    fam = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(fam, objectives.TRAIN, cfg.n_train)
+    tuned, _ = _protocol.tune_baselines(fam, train, x0, cfg.steps, names=("gd",))
+    val, x0v = objectives.split_data(fam, objectives.VALIDATION, 5)
+    tr = rollout.run(optimizers.gd(**tuned["gd"]), functools.partial(fam.loss, problems=val),
+                     x0v, cfg.steps)
+    div = metrics.diverged(tr, x0v)
+    assert table["gd"]["diverged"] == np.mean(div)
+    assert table["gd"]["median_final"] == pytest.approx(np.median(np.where(div, np.inf,
+                                                                           tr.fs[-1])))
