@@ -20,8 +20,8 @@ import numpy as np
 from lto_ref import gps as gps_lib, objectives, optimizers, rollout, supervised
 from paper_figures import _claims, _paper1, _protocol, _train
 
-__all__ = ["Config", "FULL", "QUICK", "SUPERVISED", "shares", "trainings", "compute", "plot",
-           "plotted"]
+__all__ = ["Config", "FULL", "QUICK", "SUPERVISED", "shares", "evaluate", "trainings", "compute",
+           "plot", "plotted"]
 
 # the supervised variants: name -> how it differs from the plain learner (supervised.Config())
 SUPERVISED = {"supervised": {}, "supervised_stop": {"feature_grad": "stop"},
@@ -76,7 +76,7 @@ def shares(fs, diverged_T, diverged_end, T):
             "diverged_end": float(np.mean(diverged_end))}
 
 
-def _evaluate(family, problems, x0, methods, steps, T):
+def evaluate(family, problems, x0, methods, steps, T):
     """Full runs and the shares of each method on these functions: ({name: Trace}, {name: dict})."""
     full = _protocol.run_methods(family, problems, x0, methods, steps)
     within = _protocol.run_methods(family, problems, x0, methods, T)
@@ -96,8 +96,8 @@ def compute(cfg, ctx):
     rl, _ = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx, stabilised=cfg.stabilise)
     methods["learned"] = optimizers.learned(rl, H=cfg.gps.H)
     T = cfg.sl.T
-    on_test, test_shares = _evaluate(family, test, x0_test, methods, cfg.steps, T)
-    on_train, train_shares = _evaluate(family, train, x0, methods, cfg.steps, T)
+    on_test, test_shares = evaluate(family, test, x0_test, methods, cfg.steps, T)
+    on_train, train_shares = evaluate(family, train, x0, methods, cfg.steps, T)
     tuned, _ = _protocol.tune_baselines(family, train, x0, T, names=("momentum",))
     mom = _protocol.run_methods(family, train, x0, {"m": optimizers.momentum(**tuned["momentum"])},
                                 T)["m"]

@@ -9,6 +9,9 @@ starting points of N functions of the validation split (docs/method.md (10), spl
 figure's horizon, and prints per method the diverged share (92), the median and mean final
 objective and the share of iterations at which it has the lowest mean objective; for the learned
 optimizer also the share of iterations 1..T with a positive mean margin of victory (93).
+For ``sl_vs_rl`` it trains the plain supervised learner instead (``sl.T=10``, ``n_train=10``,
+``sl.lr=0.01``, …) and prints its rising and diverged shares on its training functions and on
+the validation functions, at the training horizon T and at the end.
 
 Trained policies are kept in --cache (default: a temporary folder, removed at the end).
 """
@@ -29,9 +32,9 @@ import numpy as np
 from lto_ref import gps, metrics, objectives, optimizers
 from paper_figures import _protocol, _train
 
-__all__ = ["FIGURES", "configure", "evaluate", "main"]
+__all__ = ["FIGURES", "configure", "evaluate", "evaluate_supervised", "main"]
 
-FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net")
+FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net", "sl_vs_rl")
 
 
 def _value(text):
@@ -95,6 +98,41 @@ def evaluate(cfg, ctx, n):
     return out
 
 
+def evaluate_supervised(cfg, ctx, n):
+    """sl_vs_rl's plain supervised learner (``cfg.sl``) on its training functions and on n
+    validation functions: {"train" | "validation": sl_vs_rl.shares, "J_final": last J}."""
+    from paper_figures import sl_vs_rl
+    family = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
+    val, x0_val = objectives.split_data(family, objectives.VALIDATION, n)
+    pol, log = _train.supervised_policy(family, train, x0, cfg.sl, cfg.seed, ctx)
+    methods = {"supervised": optimizers.learned(pol, H=cfg.sl.H)}
+    out = {split: sl_vs_rl.evaluate(family, problems, start, methods, cfg.steps,
+                                     cfg.sl.T)[1]["supervised"]
+           for split, problems, start in (("train", train, x0), ("validation", val, x0_val))}
+    finite = log["J"][np.isfinite(log["J"])]
+    return dict(out, J_final=float(finite[-1]) if finite.size else None)
+
+
+def _print_supervised(table, cfg):
+    print(f"{'functions':<12}{'rising':>8}{'diverged at T':>15}{'diverged at end':>17}")
+    for split in ("train", "validation"):
+        row = table[split]
+        print(f"{split:<12}{row['rising']:>8.0%}{row['diverged_T']:>15.0%}"
+              f"{row['diverged_end']:>17.0%}")
+    print(f"T = {cfg.sl.T}, end = {cfg.steps}; last meta-objective J = {table['J_final']}")
+
+
+def _print_table(table, cfg):
+    print(f"{'method':<20}{'diverged':>9}{'median f(T)':>13}{'mean f(T)':>12}{'best':>7}")
+    for name, row in table.items():
+        mean = "-" if row["mean_final"] is None else f"{row['mean_final']:.4g}"
+        print(f"{name:<20}{row['diverged']:>9.0%}{row['median_final']:>13.4g}{mean:>12}"
+              f"{row['best_mean']:>7.0%}")
+    print(f"learned: mean margin of victory > 0 at {table['learned']['mov_positive']:.0%} of "
+          f"iterations 1..{cfg.steps}")
+
+
 def _parse(argv):
     p = argparse.ArgumentParser(prog="python -m paper_figures.validate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,16 +157,11 @@ def main(argv=None):
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ctx = _train.Context(cache=args.cache or tmp)
-        table = evaluate(cfg, ctx, args.n)
+        supervised = args.figure == "sl_vs_rl"
+        table = (evaluate_supervised if supervised else evaluate)(cfg, ctx, args.n)
     print(f"{args.figure} {' '.join(args.settings) or '(figure settings)'}: {args.n} "
           f"validation functions, {time.perf_counter() - start:.0f} s")
-    print(f"{'method':<20}{'diverged':>9}{'median f(T)':>13}{'mean f(T)':>12}{'best':>7}")
-    for name, row in table.items():
-        mean = "-" if row["mean_final"] is None else f"{row['mean_final']:.4g}"
-        print(f"{name:<20}{row['diverged']:>9.0%}{row['median_final']:>13.4g}{mean:>12}"
-              f"{row['best_mean']:>7.0%}")
-    print(f"learned: mean margin of victory > 0 at {table['learned']['mov_positive']:.0%} of "
-          f"iterations 1..{cfg.steps}")
+    (_print_supervised if supervised else _print_table)(table, cfg)
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:

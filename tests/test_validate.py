@@ -60,3 +60,21 @@ def test_evaluate_uses_the_validation_functions(tmp_path):
     assert table["gd"]["diverged"] == np.mean(div)
     assert table["gd"]["median_final"] == pytest.approx(np.median(np.where(div, np.inf,
                                                                            tr.fs[-1])))
+
+
+def test_supervised_validation_is_the_plain_learner_on_split_2(tmp_path):
+    import functools
+    from lto_ref import metrics, objectives, optimizers, rollout
+    from paper_figures import _train, sl_vs_rl
+    cfg = validate.configure(sl_vs_rl.QUICK, ["sl.T=5", "n_train=3"])
+    ctx = _train.Context(cache=str(tmp_path), progress=False)
+    table = validate.evaluate_supervised(cfg, ctx, 4)
+    fam = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(fam, objectives.TRAIN, 3)
+    pol, log = _train.supervised_policy(fam, train, x0, cfg.sl, cfg.seed, ctx)   # cached
+    assert table["J_final"] == log["J"][-1]
+    val, x0v = objectives.split_data(fam, objectives.VALIDATION, 4)
+    for steps, key in ((5, "diverged_T"), (cfg.steps, "diverged_end")):
+        tr = rollout.run(optimizers.learned(pol, H=cfg.sl.H),
+                         functools.partial(fam.loss, problems=val), x0v, steps)
+        assert table["validation"][key] == np.mean(metrics.diverged(tr, x0v))
