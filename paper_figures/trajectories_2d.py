@@ -12,7 +12,7 @@ import numpy as np
 from lto_ref import gps as gps_lib, objectives
 from paper_figures import _claims, _paper1, _protocol
 
-__all__ = ["Config", "FULL", "QUICK", "trainings", "compute", "plot", "plotted"]
+__all__ = ["Config", "FULL", "QUICK", "measure", "trainings", "compute", "plot", "plotted"]
 
 METHODS = _paper1.METHODS
 COLOURS = dict(_protocol.COLOURS, learned="#ff8080")     # the learned optimizer in light red
@@ -36,7 +36,7 @@ QUICK = dataclasses.replace(FULL, n_train=4, n_test=8, tune_steps=30, gps=_paper
                             grid=30)
 
 
-def _measure(xs, fs, g0):
+def measure(xs, fs, g0):
     """Per-function quantities of the three claims; xs (K, T+1, n, 2), fs (K, T+1, n)."""
     k = METHODS.index("learned")
     steps = np.linalg.norm(np.diff(xs[:, :11], axis=1), axis=-1).mean(axis=1)   # (K, n), 0–9
@@ -76,7 +76,7 @@ def compute(cfg, ctx):
     xs = np.stack([traces[m].xs for m in METHODS])
     fs = np.stack([traces[m].fs for m in METHODS])
     g0 = traces["gd"].gs[0]
-    ratio, rise_ok, slow_win = _measure(xs, fs, g0)
+    ratio, rise_ok, slow_win = measure(xs, fs, g0)
     ex1 = int(np.flatnonzero(rise_ok)[0]) if rise_ok.any() else 0
     ex2 = int(np.argmin(np.linalg.norm(g0, axis=-1)))
     ex2 = ex2 if ex2 != ex1 else (1 if ex1 == 0 else 0)

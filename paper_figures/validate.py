@@ -11,7 +11,8 @@ objective and the share of iterations at which it has the lowest mean objective;
 optimizer also the share of iterations 1..T with a positive mean margin of victory (93).
 For ``sl_vs_rl`` it trains the plain supervised learner instead (``sl.T=10``, ``n_train=10``,
 ``sl.lr=0.01``, …) and prints its rising and diverged shares on its training functions and on
-the validation functions, at the training horizon T and at the end.
+the validation functions, at the training horizon T and at the end; for ``trajectories_2d`` the
+measures of its three claims.
 
 Trained policies are kept in --cache (default: a temporary folder, removed at the end).
 """
@@ -32,9 +33,9 @@ import numpy as np
 from lto_ref import gps, metrics, objectives, optimizers
 from paper_figures import _protocol, _train
 
-__all__ = ["FIGURES", "configure", "evaluate", "evaluate_supervised", "main"]
+__all__ = ["FIGURES", "configure", "evaluate", "evaluate_supervised", "evaluate_2d", "main"]
 
-FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net", "sl_vs_rl")
+FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net", "sl_vs_rl", "trajectories_2d")
 
 
 def _value(text):
@@ -114,6 +115,35 @@ def evaluate_supervised(cfg, ctx, n):
     return dict(out, J_final=float(finite[-1]) if finite.size else None)
 
 
+def evaluate_2d(cfg, ctx, n):
+    """trajectories_2d's three measures on n validation functions: shares of functions with
+    learned steps larger than every baseline's (2D-1), of overshoot-then-recovery (2D-2), of
+    wins among the lowest quartile of ‖g_0‖ (2D-3), and the median step ratio."""
+    from paper_figures import trajectories_2d
+    family = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
+    val, x0_val = objectives.split_data(family, objectives.VALIDATION, n)
+    tuned, _ = _protocol.tune_baselines(family, train, x0, cfg.tune_steps)
+    pol, _ = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx, stabilised=cfg.stabilise)
+    methods = {name: optimizers.by_name(name, **tuned[name]) for name in _protocol.BASELINES}
+    methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
+    traces = _protocol.run_methods(family, val, x0_val, methods, cfg.steps)
+    names = trajectories_2d.METHODS
+    ratio, rise_ok, slow_win = trajectories_2d.measure(
+        np.stack([traces[m].xs for m in names]), np.stack([traces[m].fs for m in names]),
+        traces["gd"].gs[0])
+    return {"larger_steps": float(np.mean(ratio > 1)), "median_step_ratio": float(np.median(ratio)),
+            "overshoot_recovery": float(np.mean(rise_ok)), "slow_wins": float(np.mean(slow_win)),
+            "tuned": tuned}
+
+
+def _print_2d(table, cfg):
+    print(f"2D-1 learned steps larger than every baseline's: {table['larger_steps']:.0%} "
+          f"(median ratio {table['median_step_ratio']:.3f}); 2D-2 overshoot then recovery: "
+          f"{table['overshoot_recovery']:.0%}; 2D-3 wins in the lowest ‖g_0‖ quartile: "
+          f"{table['slow_wins']:.0%}")
+
+
 def _print_supervised(table, cfg):
     print(f"{'functions':<12}{'rising':>8}{'diverged at T':>15}{'diverged at end':>17}")
     for split in ("train", "validation"):
@@ -157,11 +187,13 @@ def main(argv=None):
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ctx = _train.Context(cache=args.cache or tmp)
-        supervised = args.figure == "sl_vs_rl"
-        table = (evaluate_supervised if supervised else evaluate)(cfg, ctx, args.n)
+        evaluate_fn, show = {"sl_vs_rl": (evaluate_supervised, _print_supervised),
+                             "trajectories_2d": (evaluate_2d, _print_2d)}.get(
+                                 args.figure, (evaluate, _print_table))
+        table = evaluate_fn(cfg, ctx, args.n)
     print(f"{args.figure} {' '.join(args.settings) or '(figure settings)'}: {args.n} "
           f"validation functions, {time.perf_counter() - start:.0f} s")
-    (_print_supervised if supervised else _print_table)(table, cfg)
+    show(table, cfg)
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:

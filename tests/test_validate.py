@@ -78,3 +78,30 @@ def test_supervised_validation_is_the_plain_learner_on_split_2(tmp_path):
         tr = rollout.run(optimizers.learned(pol, H=cfg.sl.H),
                          functools.partial(fam.loss, problems=val), x0v, steps)
         assert table["validation"][key] == np.mean(metrics.diverged(tr, x0v))
+
+
+def test_trajectory_measures_on_validation_functions_match_a_plain_loop(tmp_path):
+    import functools
+    from lto_ref import objectives, optimizers, rollout
+    from paper_figures import _train, trajectories_2d
+    cfg = validate.configure(trajectories_2d.QUICK, ["gps.hidden=8"])
+    ctx = _train.Context(cache=str(tmp_path), progress=False)
+    table = validate.evaluate_2d(cfg, ctx, 8)
+    fam = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(fam, objectives.TRAIN, cfg.n_train)
+    pol, _ = _train.gps_policy(fam, train, x0, cfg.gps, cfg.seed, ctx)          # cached
+    val, x0v = objectives.split_data(fam, objectives.VALIDATION, 8)
+    objective = functools.partial(fam.loss, problems=val)
+    methods = {n: optimizers.by_name(n, **table["tuned"][n]) for n in table["tuned"]}
+    methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
+    with np.errstate(all="ignore"):
+        xs = {n: rollout.run(m, objective, x0v, cfg.steps).xs for n, m in methods.items()}
+    larger, ratios = 0, []
+    for j in range(8):
+        mean_step = {n: np.mean([np.linalg.norm(xs[n][t + 1, j] - xs[n][t, j])
+                                 for t in range(10)]) for n in xs}
+        rivals = [v for n, v in mean_step.items() if n != "learned"]
+        larger += all(mean_step["learned"] > v for v in rivals)
+        ratios.append(mean_step["learned"] / max(rivals))
+    assert table["larger_steps"] == larger / 8
+    assert table["median_step_ratio"] == pytest.approx(np.median(ratios), rel=1e-12)
