@@ -73,7 +73,7 @@ def _sensitivity(cfg, tuned, ctx):
     family = objectives.family_by_name(cfg.family)
     test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
     rows = tuning_sensitivity.sweep_family(family, test, x0_test, cfg.steps, tuned,
-                                           names=_protocol.BASELINES, map_fn=ctx.map_fn)
+                                           names=_protocol.BASELINES)
     clean = lambda v: [float(x) if np.isfinite(x) else None for x in v]  # noqa: E731
     return {name: {k: clean(v) for k, v in r._asdict().items()} for name, r in rows.items()}
 

@@ -221,7 +221,7 @@ def test_trajectory_claims_ignore_a_nan_baseline():
     xs[0, :, 0] = np.nan                                    # a baseline breaks on function 0
     fs[0, :, 0] = np.nan
     g0 = np.ones((n, 2))
-    ratio, rise_ok, slow_win = trajectories_2d._measure(xs, fs, g0)
+    ratio, rise_ok, slow_win = trajectories_2d.measure(xs, fs, g0)
     np.testing.assert_allclose(ratio, 2.0)
     assert slow_win.all() and len(slow_win) == n
 
