@@ -143,9 +143,10 @@ def plot(result):
         ax.axvline(meta["train_steps"], color="0.3", lw=0.6, ls=":")
         ax.set_yscale("log")
         tr, te = meta["shares"]["train"][name], meta["shares"]["test"][name]
-        ax.set_title(f"({'abcd'[k]}) {LABELS[name]}\ndiverged at T / at the end: training "
-                     f"{tr['diverged_T']:.0%} / {tr['diverged_end']:.0%}, test "
-                     f"{te['diverged_T']:.0%} / {te['diverged_end']:.0%}", fontsize=9)
+        ax.set_title(f"({'abcd'[k]}) {LABELS[name]}\ntraining / test: diverged at T "
+                     f"{tr['diverged_T']:.0%} / {te['diverged_T']:.0%}, at {it[-1]} "
+                     f"{tr['diverged_end']:.0%} / {te['diverged_end']:.0%}, rising "
+                     f"{tr['rising']:.0%} / {te['rising']:.0%}", fontsize=9)
     for ax in axes[1]:
         ax.set_xlabel("iteration (dotted: training horizon T)")
     for ax in axes[:, 0]:
