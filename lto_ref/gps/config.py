@@ -39,7 +39,7 @@ class Config:
     # --- reproducing the released code: its choices where this project's defaults differ ---
     init_form: str = "recursive"     # initial controllers; "truncated" = released code's form
     init_offset: str = "zero"        # "x0": the released code's k_t = K x_0 offset
-    init_grid: str = "released"      # their (γ, μ) grid; "wide" adds the baselines' grid (24)
+    init_grid: str = "wide"          # the released (γ, μ) grid plus the baselines' (24) (deviation)
     badmm_target: str = "code"       # S-step target −ν G λ (released) or "derivation" −G λ / ν
     sample_on_policy: bool = False   # MDGPS only: sample from π_θ after iteration 0
 
