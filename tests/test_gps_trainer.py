@@ -127,7 +127,7 @@ def test_released_initialisation_lowers_the_controllers_cost_by_35_percent():
     default k_t = 0 start (25.87 on these functions) a 35 % drop is impossible: no trajectory
     costs less than f(x_0) + 39 f* = 17.21 (docs/reproduction.md)."""
     fam, problems, x0 = _data(10)
-    cfg = gps.Config(init_form="truncated", init_offset="x0")
+    cfg = gps.Config(init_form="truncated", init_offset="x0", init_grid="released")
     _, log = gps.train(fam, problems, x0, cfg, seed=0)
     c = log.controller_cost
     assert c[-1] <= 0.65 * c[0]
