@@ -48,9 +48,8 @@ def trainings(cfg, ctx):
 
 def compute(cfg, ctx):
     """{"arrays": curves (K, T+1, n), mean (K, T+1), mov (K, T+1), …; "meta": settings, claims}."""
-    steps, criterion = (cfg.steps, "meta_loss") if cfg.tune == "meta_loss" else (cfg.gps.T, "final")
-    traces, x0_test, tuned, notes, log = _protocol.learned_against_baselines(cfg, ctx, steps,
-                                                                             criterion)
+    traces, x0_test, tuned, notes, log = _protocol.learned_against_baselines(
+        cfg, ctx, *_criterion(cfg, cfg.tune))
     curves = {name: traces[name].fs for name in METHODS}
     mean, replaced = _protocol.mean_curves(curves)
     mov = metrics.margin_of_victory(curves)
@@ -61,13 +60,28 @@ def compute(cfg, ctx):
               "win_fraction": stack(wins), "diverged": stack(div),
               "controller_cost": log["controller_cost"], "policy_cost": log["policy_cost"]}
     claims = _claims.paper1(cfg.family, mean, mov, div, curves)
-    meta = {"tune": cfg.tune, "sensitivity": _sensitivity(cfg, tuned, ctx),"family": cfg.family, "methods": list(METHODS), "tuned": tuned,
+    other = TUNE[1 - TUNE.index(cfg.tune)]
+    meta = {"family": cfg.family, "methods": list(METHODS), "tuned": tuned, "tune": cfg.tune,
+            f"tuned_{other}": _tuned_by(cfg, other), "sensitivity": _sensitivity(cfg, tuned),
             "grid_notes": notes, "replaced_values": replaced, "claims": claims,
             "n_train": cfg.n_train, "n_test": cfg.n_test, "panels": list(cfg.panels)}
     return {"arrays": arrays, "meta": meta}
 
 
-def _sensitivity(cfg, tuned, ctx):
+def _criterion(cfg, tune):
+    """(tuning horizon, rollout.tune criterion) of a ``tune`` setting."""
+    return (cfg.steps, "meta_loss") if tune == "meta_loss" else (cfg.gps.T, "final")
+
+
+def _tuned_by(cfg, tune):
+    """The baselines' settings under the other tuning criterion (a reference; not run)."""
+    family = objectives.family_by_name(cfg.family)
+    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
+    steps, criterion = _criterion(cfg, tune)
+    return _protocol.tune_baselines(family, train, x0, steps, criterion=criterion)[0]
+
+
+def _sensitivity(cfg, tuned):
     """Each baseline over its step-size grid on the test functions (other settings as tuned):
     {name: {"lr", "diverged", "final_mean", "final_median": lists, nan as None}}."""
     family = objectives.family_by_name(cfg.family)

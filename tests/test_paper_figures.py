@@ -249,6 +249,11 @@ def test_released_tuning_and_the_step_size_sweep_of_a_paper1_figure(tmp_path):
                                    rollout.default_grid(name), objective, x0, cfg.gps.T,
                                    criterion="final")
         assert meta["tuned"][name] == best
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            best_ours, _ = rollout.tune(functools.partial(optimizers.by_name, name),
+                                        rollout.default_grid(name), objective, x0, cfg.steps)
+        assert meta["tuned_meta_loss"][name] == best_ours
         row = meta["sensitivity"][name]
         i = row["lr"].index(best["lr"])
         div = a["diverged"][k].astype(bool)
