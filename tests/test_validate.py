@@ -9,14 +9,14 @@ from paper_figures import fig3_neural_net, validate
 
 def test_settings_reach_nested_configurations_and_parse_their_values():
     cfg = validate.configure(fig3_neural_net.FULL, ["gps.h=5", "gps.symmetric=false",
-                                                    "gps.dynamics_fit.prior.pooled=False",
+                                                    "gps.dynamics_fit.prior.pooled=True",
                                                     "gps.init_grid=wide", "stabilise=true",
                                                     "gps.kl_step=0.5"])
     assert cfg.gps.h == 5 and cfg.gps.symmetric is False and cfg.stabilise is True
-    assert cfg.gps.dynamics_fit.prior.pooled is False and cfg.gps.init_grid == "wide"
+    assert cfg.gps.dynamics_fit.prior.pooled is True and cfg.gps.init_grid == "wide"
     assert cfg.gps.kl_step == 0.5
     untouched = fig3_neural_net.FULL
-    assert untouched.gps.h == 1 and untouched.gps.dynamics_fit.prior.pooled is True
+    assert untouched.gps.h == 1 and untouched.gps.dynamics_fit.prior.pooled is False
     assert cfg.gps.dynamics_fit.prior.pooled_points == untouched.gps.dynamics_fit.prior.pooled_points
 
 
