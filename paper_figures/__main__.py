@@ -86,13 +86,21 @@ def _config(name, args):
     return module, dataclasses.replace(module.QUICK if args.quick else module.FULL, seed=args.seed)
 
 
+def _order(job):
+    """Longest trainings first, so that none starts last: paper 2's GPS, then paper 1's GPS on
+    the neural net (per-condition priors on 80 functions), then the rest in figure order."""
+    if job[0] == "lstm_gps":
+        return 0
+    return 1 if job[0] == "gps" and job[2] == "two_layer_net" else 2
+
+
 def _pretrain(names, args, ctx, pool):
     """Every training the figures need, several at once (each in one process of the pool)."""
     jobs = []
     for name in names:
         module, cfg = _config(name, args)
         jobs += [j for j in module.trainings(cfg, ctx) if j not in jobs]
-    jobs.sort(key=lambda job: job[0] != "lstm_gps")     # paper 2's GPS, the longest, first
+    jobs.sort(key=_order)
     print(f"training {len(jobs)} policies, {args.jobs} at a time", file=sys.stderr, flush=True)
     for kind, family in pool.map(_train.run_job, jobs):
         print(f"  trained: {kind} on {family}", file=sys.stderr, flush=True)

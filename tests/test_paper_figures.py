@@ -260,3 +260,14 @@ def test_released_tuning_and_the_step_size_sweep_of_a_paper1_figure(tmp_path):
         assert row["diverged"][i] == pytest.approx(div.mean())
         if not div.all():
             assert row["final_mean"][i] == pytest.approx(a["curves"][k, -1][~div].mean())
+
+
+def test_pretraining_starts_the_longest_trainings_first():
+    from paper_figures import _train, fig1_logistic, fig3_neural_net, sl_vs_rl
+    ctx = _train.Context(cache="unused")
+    jobs = (fig1_logistic.trainings(fig1_logistic.FULL, ctx)
+            + sl_vs_rl.trainings(sl_vs_rl.FULL, ctx)
+            + fig3_neural_net.trainings(fig3_neural_net.FULL, ctx) + [("lstm_gps", ctx)])
+    ordered = sorted(jobs, key=cli._order)
+    assert ordered[0][0] == "lstm_gps" and ordered[1][:3] == ("gps", ctx, "two_layer_net")
+    assert ordered[2:] == [j for j in jobs if j[0] != "lstm_gps" and j[2] != "two_layer_net"]
