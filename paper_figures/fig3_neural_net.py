@@ -8,10 +8,11 @@ import dataclasses
 from lto_ref.gps import dynamics
 from paper_figures import _paper1
 
-# the controllers' state keeps 1 lag (dX = 49 instead of 149 for h = 5), and each training
-# function's dynamics fit has a prior of its own, as in the released code: docs/deviations.md
+# the controllers' state keeps 1 lag (dX = 49 instead of 149 for h = 5); each training
+# function's dynamics fit has a prior of its own, and the initial controllers come from the
+# released grid, as in the released code (chosen on validation functions: docs/deviations.md)
 _PER_CONDITION = dataclasses.replace(
     dynamics.Config(), prior=dataclasses.replace(dynamics.Config().prior, pooled=False))
 FULL, QUICK, trainings, compute, plot, plotted = _paper1.make(
     "two_layer_net", 80, "Figure 3 of paper 1: two-layer neural net classifier", h=1,
-    dynamics_fit=_PER_CONDITION)
+    dynamics_fit=_PER_CONDITION, init_grid="released")

@@ -96,6 +96,8 @@ def evaluate(cfg, ctx, n):
                      "mean_final": float(np.mean(final[~div])) if np.any(~div) else None,
                      "best_mean": float(np.mean(best == k))}
     out["learned"]["mov_positive"] = float(np.mean(mov > 0))
+    rivals = np.min([mean[k] for k in ("gd", "momentum", "conjugate_gradient")], axis=0)[1:]
+    out["learned"]["below_gd_momentum_cg"] = float(np.mean(mean["learned"][1:] < rivals))
     return out
 
 
@@ -160,7 +162,8 @@ def _print_table(table, cfg):
         print(f"{name:<20}{row['diverged']:>9.0%}{row['median_final']:>13.4g}{mean:>12}"
               f"{row['best_mean']:>7.0%}")
     print(f"learned: mean margin of victory > 0 at {table['learned']['mov_positive']:.0%} of "
-          f"iterations 1..{cfg.steps}")
+          f"iterations 1..{cfg.steps}; mean below GD's, momentum's and CG's at "
+          f"{table['learned']['below_gd_momentum_cg']:.0%}")
 
 
 def _parse(argv):

@@ -17,6 +17,7 @@ def test_settings_reach_nested_configurations_and_parse_their_values():
     assert cfg.gps.kl_step == 0.5
     untouched = fig3_neural_net.FULL
     assert untouched.gps.h == 1 and untouched.gps.dynamics_fit.prior.pooled is False
+    assert untouched.gps.init_grid == "released"
     assert cfg.gps.dynamics_fit.prior.pooled_points == untouched.gps.dynamics_fit.prior.pooled_points
 
 
