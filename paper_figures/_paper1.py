@@ -15,7 +15,7 @@ from lto_ref import gps as gps_lib, metrics, objectives
 from lto_ref.analysis import tuning_sensitivity
 from paper_figures import _claims, _protocol
 
-__all__ = ["Config", "trainings", "compute", "plot", "plotted", "make", "METHODS", "QUICK_GPS"]
+__all__ = ["Config", "criterion", "trainings", "compute", "plot", "plotted", "make", "METHODS", "QUICK_GPS"]
 
 METHODS = _protocol.BASELINES + ("learned",)
 TUNE = ("meta_loss", "released")
@@ -49,7 +49,7 @@ def trainings(cfg, ctx):
 def compute(cfg, ctx):
     """{"arrays": curves (K, T+1, n), mean (K, T+1), mov (K, T+1), …; "meta": settings, claims}."""
     traces, x0_test, tuned, notes, log = _protocol.learned_against_baselines(
-        cfg, ctx, *_criterion(cfg, cfg.tune))
+        cfg, ctx, *criterion(cfg, cfg.tune))
     curves = {name: traces[name].fs for name in METHODS}
     mean, replaced = _protocol.mean_curves(curves)
     mov = metrics.margin_of_victory(curves)
@@ -68,8 +68,8 @@ def compute(cfg, ctx):
     return {"arrays": arrays, "meta": meta}
 
 
-def _criterion(cfg, tune):
-    """(tuning horizon, rollout.tune criterion) of a ``tune`` setting."""
+def criterion(cfg, tune):
+    """(tuning horizon, rollout.tune criterion) of a ``tune`` setting of ``Config``."""
     return (cfg.steps, "meta_loss") if tune == "meta_loss" else (cfg.gps.T, "final")
 
 
@@ -77,8 +77,8 @@ def _tuned_by(cfg, tune):
     """The baselines' settings under the other tuning criterion (a reference; not run)."""
     family = objectives.family_by_name(cfg.family)
     train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
-    steps, criterion = _criterion(cfg, tune)
-    return _protocol.tune_baselines(family, train, x0, steps, criterion=criterion)[0]
+    steps, rule = criterion(cfg, tune)
+    return _protocol.tune_baselines(family, train, x0, steps, criterion=rule)[0]
 
 
 def _sensitivity(cfg, tuned):

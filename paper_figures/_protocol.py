@@ -41,16 +41,17 @@ def tune_baselines(family, problems, x0, steps, *, names=BASELINES, criterion="m
     return best, notes
 
 
-def learned_against_baselines(cfg, ctx, tune_steps, criterion="meta_loss"):
+def learned_against_baselines(cfg, ctx, tune_steps, criterion="meta_loss", *,
+                              split=objectives.TEST, n=None):
     """The paper-1 protocol for ``cfg`` (family, n_train, n_test, steps, gps, seed, stabilise):
     traces of the tuned baselines (``criterion`` over ``tune_steps``) and the GPS policy on the
-    test functions.
+    first n functions of ``split`` (default: the cfg.n_test test functions).
 
-    Returns (traces {name: Trace}, x0_test, tuned settings, grid notes, GPS log).
+    Returns (traces {name: Trace}, x0 of those functions, tuned settings, grid notes, GPS log).
     """
     family = objectives.family_by_name(cfg.family)
     train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
-    test, x0_test = objectives.split_data(family, objectives.TEST, cfg.n_test)
+    test, x0_test = objectives.split_data(family, split, cfg.n_test if n is None else n)
     tuned, notes = tune_baselines(family, train, x0, tune_steps, criterion=criterion)
     pol, log = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx,
                                  stabilised=cfg.stabilise)

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from lto_ref import gps, metrics, objectives, optimizers
-from paper_figures import _protocol, _train
+from paper_figures import _paper1, _protocol, _train
 
 __all__ = ["FIGURES", "configure", "evaluate", "evaluate_supervised", "evaluate_2d", "main"]
 
@@ -74,15 +74,9 @@ def _replace(obj, path, value, item):
 
 def evaluate(cfg, ctx, n):
     """Every method of a paper-1 figure ``cfg`` on n validation functions: {method: {measure}}."""
-    family = objectives.family_by_name(cfg.family)
-    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
-    val, x0_val = objectives.split_data(family, objectives.VALIDATION, n)
-    steps, criterion = (cfg.steps, "meta_loss") if cfg.tune == "meta_loss" else (cfg.gps.T, "final")
-    tuned, _ = _protocol.tune_baselines(family, train, x0, steps, criterion=criterion)
-    pol, _ = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx, stabilised=cfg.stabilise)
-    methods = {name: optimizers.by_name(name, **tuned[name]) for name in _protocol.BASELINES}
-    methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
-    traces = _protocol.run_methods(family, val, x0_val, methods, cfg.steps)
+    traces, x0_val, _, _, _ = _protocol.learned_against_baselines(
+        cfg, ctx, *_paper1.criterion(cfg, cfg.tune), split=objectives.VALIDATION, n=n)
+    methods = list(traces)
     curves = {k: t.fs for k, t in traces.items()}
     mean, _ = _protocol.mean_curves(curves)
     best = np.argmin(np.stack([mean[k] for k in methods]), axis=0)[1:]
@@ -122,14 +116,8 @@ def evaluate_2d(cfg, ctx, n):
     learned steps larger than every baseline's (2D-1), of overshoot-then-recovery (2D-2), of
     wins among the lowest quartile of ‖g_0‖ (2D-3), and the median step ratio."""
     from paper_figures import trajectories_2d
-    family = objectives.family_by_name(cfg.family)
-    train, x0 = objectives.split_data(family, objectives.TRAIN, cfg.n_train)
-    val, x0_val = objectives.split_data(family, objectives.VALIDATION, n)
-    tuned, _ = _protocol.tune_baselines(family, train, x0, cfg.tune_steps)
-    pol, _ = _train.gps_policy(family, train, x0, cfg.gps, cfg.seed, ctx, stabilised=cfg.stabilise)
-    methods = {name: optimizers.by_name(name, **tuned[name]) for name in _protocol.BASELINES}
-    methods["learned"] = optimizers.learned(pol, H=cfg.gps.H)
-    traces = _protocol.run_methods(family, val, x0_val, methods, cfg.steps)
+    traces, _, tuned, _, _ = _protocol.learned_against_baselines(
+        cfg, ctx, cfg.tune_steps, split=objectives.VALIDATION, n=n)
     names = trajectories_2d.METHODS
     ratio, rise_ok, slow_win = trajectories_2d.measure(
         np.stack([traces[m].xs for m in names]), np.stack([traces[m].fs for m in names]),
