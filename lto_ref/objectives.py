@@ -20,11 +20,14 @@ factory                           d     objective                               
 ``quadratic(dim)``                dim   ½ (x − x*)ᵀ A (x − x*) + f_off             yes
 ================================  ====  =========================================  ========
 """
+import functools
 from typing import Callable, NamedTuple
 
 import autograd.numpy as np
 import numpy as onp
 from autograd.scipy.special import logsumexp
+
+from lto_ref import closed_form
 
 __all__ = [
     "Family", "Dataset", "Quadratic", "logistic_regression", "robust_linear_regression",
@@ -47,6 +50,7 @@ class Family(NamedTuple):
     sample : (rng, n) -> problems      -- data of n functions, leading axis n
     init : (rng, n) -> x0 (n, d)       -- starting points, x0 ~ N(0, I_d)
     loss : (x (n, d), problems) -> f (n,)
+    hessian : (x (n, d), problems) -> (n, d, d) in closed form, or None (autograd's, slower)
     """
     name: str
     family_id: int
@@ -54,6 +58,7 @@ class Family(NamedTuple):
     sample: Callable
     init: Callable
     loss: Callable
+    hessian: Callable = None
 
 
 class Dataset(NamedTuple):
@@ -182,14 +187,6 @@ def robust_linear_regression(c=1.0, *, d_in=3, clusters=4, per_cluster=25):
     return Family("robust_linear_regression", 1, dim, _stacked(sample_one), _make_init(dim), loss)
 
 
-def _unpack_net(x, d_in, h, p):
-    """x (n, d) -> W (n, h, d_in), b (n, h), U (n, p, h), c (n, p); matrices row-major (docs/method.md (7)–(8))."""
-    n = x.shape[0]
-    i1, i2, i3 = h * d_in, h * d_in + h, h * d_in + h + p * h
-    return (np.reshape(x[:, :i1], (n, h, d_in)), x[:, i1:i2],
-            np.reshape(x[:, i2:i3], (n, p, h)), x[:, i3:])
-
-
 def two_layer_net(lam=5e-4, *, d_in=2, hidden=2, classes=2, clusters=4, per_cluster=25):
     """Two-layer ReLU classifier with softmax cross-entropy, d = 12 by default (docs/method.md (7)–(8)).
 
@@ -212,7 +209,7 @@ def two_layer_net(lam=5e-4, *, d_in=2, hidden=2, classes=2, clusters=4, per_clus
 
     def loss(x, problems):
         _check_x(x, dim, problems.a.shape[0])
-        W, b, U, c = _unpack_net(x, d_in, hidden, classes)
+        W, b, U, c = closed_form.unpack_net(x, d_in, hidden, classes)
         hid = np.maximum(np.matmul(problems.a, np.swapaxes(W, 1, 2)) + b[:, None, :], 0.0)
         z = np.matmul(hid, np.swapaxes(U, 1, 2)) + c[:, None, :]        # (n, N, p)
         onehot = problems.y[..., None] == onp.arange(classes)              # (n, N, p)
@@ -220,7 +217,9 @@ def two_layer_net(lam=5e-4, *, d_in=2, hidden=2, classes=2, clusters=4, per_clus
         return np.mean(nll, axis=1) + 0.5 * lam * (np.sum(W ** 2, axis=(1, 2))
                                                    + np.sum(U ** 2, axis=(1, 2)))
 
-    return Family("two_layer_net", 2, dim, _stacked(sample_one), _make_init(dim), loss)
+    hessian = functools.partial(closed_form.two_layer_net_hessian, d_in=d_in, hidden=hidden,
+                                classes=classes, lam=lam)
+    return Family("two_layer_net", 2, dim, _stacked(sample_one), _make_init(dim), loss, hessian)
 
 
 def quadratic(dim=4, *, lam_min=0.1, lam_max=1.0, f_off=0.0):

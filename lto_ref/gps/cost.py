@@ -43,9 +43,11 @@ def quadratize(family, problems, X, dU, *, scale=1.0):
     d = family.dim
     x_loc = X[..., :d].reshape(-1, d)                                    # (M·N·T, d)
     rows = np.repeat(np.arange(M), N * T)
-    objective = functools.partial(family.loss, problems=objectives.subset(problems, rows))
+    sub = objectives.subset(problems, rows)
+    objective = functools.partial(family.loss, problems=sub)
     f, g = autodiff.value_and_grad(objective, x_loc)
-    H = autodiff.hessians(objective, x_loc)                               # (M·N·T, d, d)
+    H = (autodiff.hessians(objective, x_loc) if family.hessian is None       # (M·N·T, d, d)
+         else family.hessian(x_loc, sub))
     s = float(scale)
     Hz = np.einsum("bij,bj->bi", H, x_loc)
     cc = s * (f - np.sum(g * x_loc, 1) + 0.5 * np.sum(x_loc * Hz, 1))
