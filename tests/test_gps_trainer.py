@@ -1,11 +1,12 @@
 """GPS trainer: executor map equivalence, checkpoint/resume equivalence, no output, bad input."""
 import concurrent.futures
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
-from lto_ref import gps, io, objectives
+from lto_ref import autodiff, gps, io, objectives, optimizers
 from lto_ref.gps import trainer
 
 TINY = gps.Config(iterations=3, inner_iterations=2, samples=5, T=6, H=4, h=2, sstep_steps=40,
@@ -132,3 +133,33 @@ def test_released_initialisation_lowers_the_controllers_cost_by_35_percent():
     c = log.controller_cost
     assert c[-1] <= 0.65 * c[0]
     _shape_of_the_released_log(c, log.policy_cost)
+
+
+def test_selection_returns_the_iteration_with_the_lowest_score(monkeypatch):
+    fam, problems, x0 = _data()
+    second, _ = gps.train(fam, problems, x0, dataclasses.replace(TINY, iterations=2), seed=2)
+    scores = iter([3.0, 1.0, 2.0])                       # iteration 2 scores lowest
+    monkeypatch.setattr(gps.iteration.rollout, "score", lambda *a, **k: next(scores))
+    cfg = dataclasses.replace(TINY, select_steps=7)
+    chosen, log = gps.train(fam, problems, x0, cfg, seed=2)
+    _same_policy(chosen, second)
+    np.testing.assert_array_equal(log.select_cost, [3.0, 1.0, 2.0])
+
+
+def test_selection_scores_each_policy_by_its_mean_meta_loss_on_the_training_functions():
+    fam, problems, x0 = _data()
+    steps, seen = 7, []
+    policy, log = gps.train(fam, problems, x0, dataclasses.replace(TINY, select_steps=steps),
+                            seed=4, callback=lambda i, row: seen.append(row.select_cost))
+    opt = optimizers.learned(policy, H=TINY.H)               # a plain loop: x ← x + Δx
+    x, state, total = x0, opt.init(x0), 0.0
+    f, g = autodiff.value_and_grad(lambda z: fam.loss(z, problems), x)
+    for _ in range(steps):
+        dx, state = opt.step(state, x, f, g)
+        x = x + dx
+        f, g = autodiff.value_and_grad(lambda z: fam.loss(z, problems), x)
+        total = total + f
+    np.testing.assert_allclose(np.min(log.select_cost), np.mean(total), rtol=1e-12)
+    assert seen == list(log.select_cost)
+    _, plain = gps.train(fam, problems, x0, TINY, seed=4)
+    assert np.all(np.isnan(plain.select_cost))

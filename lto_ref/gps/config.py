@@ -42,6 +42,9 @@ class Config:
     init_grid: str = "wide"          # the released (γ, μ) grid plus the baselines' (24) (deviation)
     badmm_target: str = "code"       # S-step target −ν G λ (released) or "derivation" −G λ / ν
     sample_on_policy: bool = False   # MDGPS only: sample from π_θ after iteration 0
+    # 0: the last iteration's policy (papers); s > 0: the iteration whose policy has the lowest
+    # mean meta-loss over s steps on the training functions, the baselines' tuning score (23)
+    select_steps: int = 0            # (deviation when > 0)
 
     def __post_init__(self):
         if self.algorithm not in ("badmm", "mdgps"):
@@ -59,6 +62,8 @@ class Config:
                               ("badmm_target", ("code", "derivation"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not isinstance(self.select_steps, int) or self.select_steps < 0:
+            raise ValueError(f"select_steps must be an integer >= 0, got {self.select_steps!r}")
         if self.h > self.H:
             raise ValueError(f"h must be <= H = {self.H}, got {self.h}")
         if self.sample_on_policy and self.algorithm != "mdgps":

@@ -9,13 +9,14 @@ BADMM (docs/method.md §7.4)::
 iteration i draws from ``SeedSequence([seed, i])``, so a run resumed from a checkpoint continues
 identically.
 """
+import functools
 import time
 import warnings
 from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import features, policy as policy_lib
+from lto_ref import features, optimizers, policy as policy_lib, rollout
 from lto_ref.gps import badmm, cost as cost_lib, dynamics, environment, eta_search, lingauss
 from lto_ref.gps import lqr, pibar, sstep, warmstart
 
@@ -37,6 +38,8 @@ class GPSState(NamedTuple):
     dyn_prior: object         # dynamics.PriorState or None
     pibar_gmms: object        # list of GMMs or None
     prev_costs: object        # (A, B) (M,) each: the last step's predicted improvement A − B, or None
+    selected: object = None   # Config.select_steps > 0: the best iteration's policy so far
+    selected_cost: object = None   # its score (float), None before the first iteration
 
 
 class LogRow(NamedTuple):
@@ -50,6 +53,7 @@ class LogRow(NamedTuple):
     sstep_loss: float         # mean minibatch loss of the last S-step (nan if none)
     diverged: int             # samples frozen after a non-finite value
     seconds: float
+    select_cost: float = float("nan")   # the policy's selection score (Config.select_steps)
 
 
 class PolicyOps(NamedTuple):
@@ -172,11 +176,27 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     else:
         st, kl, loss = badmm_inner(st, samples, dyn, cost, fit_pibar, r_sstep, cfg,
                                    _mlp_ops(cfg), map_fn)
+    st, select_cost = _select(st, family, problems, x0, cfg)
     row = LogRow(controller_cost=float(samples.fs[..., :cfg.T].sum(-1).mean()),
                  policy_cost=_policy_cost(family, problems, x0, st.policy, cfg, lay),
                  kl=kl, eta=st.eta, step_mult=st.step_mult, nu=st.nu.mean(1), sstep_loss=loss,
-                 diverged=int(samples.diverged.sum()), seconds=time.perf_counter() - t0)
+                 diverged=int(samples.diverged.sum()), seconds=time.perf_counter() - t0,
+                 select_cost=select_cost)
     return st._replace(iteration=i + 1), row
+
+
+def _select(st, family, problems, x0, cfg):
+    """Keep the policy if its mean meta-loss over ``cfg.select_steps`` steps on the training
+    functions (the baselines' tuning score (23), +inf on a non-finite value) is the lowest so
+    far: (state, score); score nan when ``select_steps`` is 0."""
+    if not cfg.select_steps:
+        return st, float("nan")
+    score = rollout.score(optimizers.learned(st.policy, H=cfg.H),
+                          functools.partial(family.loss, problems=problems), x0,
+                          cfg.select_steps)
+    if st.selected_cost is None or score < st.selected_cost:
+        st = st._replace(selected=st.policy, selected_cost=score)
+    return st, score
 
 
 def badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, ops, map_fn=map, step_mult=None):

@@ -39,6 +39,7 @@ class GPSLog(NamedTuple):
     sstep_loss: np.ndarray       # (I,) mean minibatch loss of the last S-step
     diverged: np.ndarray         # (I,) samples frozen after a non-finite value
     seconds: np.ndarray          # (I,)
+    select_cost: np.ndarray      # (I,) the policy's selection score (nan without selection)
 
 
 def stack_rows(rows):
@@ -112,7 +113,8 @@ def train(family, problems, x0, config=Config(), seed=0, *, map_fn=map, checkpoi
 
     Returns
     -------
-    policy : policy.Policy, usable with ``optimizers.learned(policy, H=config.H)``
+    policy : policy.Policy, usable with ``optimizers.learned(policy, H=config.H)``: the last
+        iteration's, or with ``config.select_steps`` the one with the lowest ``log.select_cost``
     log : GPSLog, arrays indexed by iteration
 
     Raises
@@ -126,4 +128,4 @@ def train(family, problems, x0, config=Config(), seed=0, *, map_fn=map, checkpoi
                        lambda st: iteration(st, family, problems, x0, config, seed,
                                             map_fn=map_fn),
                        config.iterations, path, ident, TYPES, callback)
-    return state.policy, stack_rows(rows)
+    return (state.selected if config.select_steps else state.policy), stack_rows(rows)
