@@ -64,8 +64,19 @@ def compute(cfg, ctx):
     meta = {"family": cfg.family, "methods": list(METHODS), "tuned": tuned, "tune": cfg.tune,
             f"tuned_{other}": _tuned_by(cfg, other), "sensitivity": _sensitivity(cfg, tuned),
             "grid_notes": notes, "replaced_values": replaced, "claims": claims,
-            "n_train": cfg.n_train, "n_test": cfg.n_test, "panels": list(cfg.panels)}
+            "n_train": cfg.n_train, "n_test": cfg.n_test, "panels": list(cfg.panels),
+            "gps_iteration": _iteration(cfg, log)}
     return {"arrays": arrays, "meta": meta}
+
+
+def _iteration(cfg, log):
+    """The GPS iteration (1-based) whose policy the figure uses: the last one, or the selected
+    one (``gps.Config.select_steps``), with the selection scores of every iteration."""
+    scores = np.asarray(log.get("select_cost", []), dtype=float)
+    if not cfg.gps.select_steps or scores.size == 0:
+        return {"used": len(log["controller_cost"]), "select_cost": None}
+    return {"used": int(np.argmin(scores)) + 1,            # the first minimum, as gps.train
+            "select_cost": [float(v) if np.isfinite(v) else None for v in scores]}
 
 
 def criterion(cfg, tune):
@@ -145,4 +156,7 @@ def make(family, n_train, title, *, stabilise=False, **gps_options):
                   gps=dataclasses.replace(gps_lib.Config(), **gps_options))
     quick = dataclasses.replace(full, n_train=4, n_test=6, steps=30, stabilise=False,
                                 gps=dataclasses.replace(QUICK_GPS, **gps_options))
+    if full.gps.select_steps:                 # the iteration is chosen over the test horizon
+        quick = dataclasses.replace(quick, gps=dataclasses.replace(quick.gps,
+                                                                   select_steps=quick.steps))
     return full, quick, trainings, compute, functools.partial(plot, title=title), plotted

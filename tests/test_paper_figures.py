@@ -229,7 +229,6 @@ def test_trajectory_claims_ignore_a_nan_baseline():
 def test_released_tuning_and_the_step_size_sweep_of_a_paper1_figure(tmp_path):
     """tune="released" tunes by the final objective at GPS's horizon T; the sweep's row at each
     tuned step size is what the figure's own test runs of that baseline show."""
-    import dataclasses
     import functools
     from lto_ref import objectives, optimizers, rollout
     from paper_figures import _paper1, _train, fig2_robust
@@ -271,3 +270,16 @@ def test_pretraining_starts_the_longest_trainings_first():
     ordered = sorted(jobs, key=cli._order)
     assert ordered[0][0] == "lstm_gps" and ordered[1][:3] == ("gps", ctx, "two_layer_net")
     assert ordered[2:] == [j for j in jobs if j[0] != "lstm_gps" and j[2] != "two_layer_net"]
+
+
+def test_figure_reports_the_gps_iteration_it_uses():
+    from paper_figures import _paper1, fig1_logistic, fig3_neural_net
+    log = {"controller_cost": np.zeros(3), "select_cost": np.array([3.0, np.inf, 1.5])}
+    assert _paper1._iteration(fig3_neural_net.FULL, log) == {"used": 3,
+                                                             "select_cost": [3.0, None, 1.5]}
+    log["select_cost"] = np.array([2.0, 1.0, 1.0])                 # ties: the first minimum
+    assert _paper1._iteration(fig3_neural_net.FULL, log)["used"] == 2
+    assert _paper1._iteration(fig1_logistic.FULL, log) == {"used": 3, "select_cost": None}
+    assert fig3_neural_net.FULL.gps.select_steps == fig3_neural_net.FULL.steps
+    assert fig3_neural_net.QUICK.gps.select_steps == fig3_neural_net.QUICK.steps
+    assert fig1_logistic.FULL.gps.select_steps == 0
