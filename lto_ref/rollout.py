@@ -13,7 +13,7 @@ import numpy as onp
 
 from lto_ref.autodiff import value_and_grad
 
-__all__ = ["Trace", "MinibatchTrace", "run", "run_minibatch", "meta_loss", "gps_cost", "score", "tune",
+__all__ = ["Trace", "MinibatchTrace", "run", "run_minibatch", "meta_loss", "gps_cost", "tune",
            "tune_minibatch", "default_grid", "minibatch_grid", "LR_GRID", "MASS_GRID",
            "MINIBATCH_LR_GRID", "MINIBATCH_MASS_GRID"]
 
@@ -191,19 +191,14 @@ def minibatch_grid(name):
     raise ValueError(f"name must be a baseline name, got {name!r}")
 
 
-def score(optimizer, objective, x0, steps, criterion="meta_loss"):
-    """The tuning score of one optimizer on the training problems: the mean meta-loss (23) or,
-    with criterion "final", the mean f(x_steps) (23b); +inf if any problem diverged."""
-    trace = run(optimizer, objective, x0, steps)
+def _score(args):
+    """Score (23) of one setting, or with criterion "final" the mean final objective (23b); +inf
+    if any problem diverged (module level: picklable)."""
+    make_optimizer, params, objective, x0, steps, criterion = args
+    trace = run(make_optimizer(**params), objective, x0, steps)
     if trace.diverged.any():
         return float("inf")
     return float(trace.fs[-1].mean() if criterion == "final" else meta_loss(trace).mean())
-
-
-def _score(args):
-    """``score`` of one grid setting (module level: picklable)."""
-    make_optimizer, params, objective, x0, steps, criterion = args
-    return score(make_optimizer(**params), objective, x0, steps, criterion)
 
 
 def tune(make_optimizer, grid, objective, x0, steps=100, *, criterion="meta_loss", map_fn=map):

@@ -139,7 +139,7 @@ def test_selection_returns_the_iteration_with_the_lowest_score(monkeypatch):
     fam, problems, x0 = _data()
     second, _ = gps.train(fam, problems, x0, dataclasses.replace(TINY, iterations=2), seed=2)
     scores = iter([3.0, 1.0, 2.0])                       # iteration 2 scores lowest
-    monkeypatch.setattr(gps.iteration.rollout, "score", lambda *a, **k: next(scores))
+    monkeypatch.setattr(gps.iteration, "selection_score", lambda *a, **k: next(scores))
     cfg = dataclasses.replace(TINY, select_steps=7)
     chosen, log = gps.train(fam, problems, x0, cfg, seed=2)
     _same_policy(chosen, second)
@@ -163,3 +163,14 @@ def test_selection_scores_each_policy_by_its_mean_meta_loss_on_the_training_func
     assert seen == list(log.select_cost)
     _, plain = gps.train(fam, problems, x0, TINY, seed=4)
     assert np.all(np.isnan(plain.select_cost))
+
+
+def test_selection_score_of_a_standing_policy_and_of_a_runaway_one():
+    fam, problems, x0 = _data()
+    pol = gps.iteration.init_state(fam, problems, x0, TINY, 0).policy._replace(reflect=None)
+    (W1, b1), (W2, b2) = pol.net
+    still = pol._replace(net=[(W1, b1), (np.zeros_like(W2), np.zeros_like(b2))])   # Δx = 0
+    score = gps.iteration.selection_score(fam, problems, x0, still, TINY.H, 9)
+    np.testing.assert_allclose(score, 9 * np.mean(fam.loss(x0, problems)), rtol=1e-13)
+    away = pol._replace(net=[(W1, b1), (np.zeros_like(W2), np.full_like(b2, 50.0))])
+    assert gps.iteration.selection_score(fam, problems, x0, away, TINY.H, 9) == np.inf

@@ -43,7 +43,8 @@ class Config:
     badmm_target: str = "code"       # S-step target −ν G λ (released) or "derivation" −G λ / ν
     sample_on_policy: bool = False   # MDGPS only: sample from π_θ after iteration 0
     # 0: the last iteration's policy (papers); s > 0: the iteration whose policy has the lowest
-    # mean meta-loss over s steps on the training functions, the baselines' tuning score (23)
+    # mean meta-loss over s steps on the training functions, among those with no diverged (92)
+    # run (``iteration.selection_score``)
     select_steps: int = 0            # (deviation when > 0)
 
     def __post_init__(self):

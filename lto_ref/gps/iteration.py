@@ -16,12 +16,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import features, optimizers, policy as policy_lib, rollout
+from lto_ref import features, metrics, optimizers, policy as policy_lib, rollout
 from lto_ref.gps import badmm, cost as cost_lib, dynamics, environment, eta_search, lingauss
 from lto_ref.gps import lqr, pibar, sstep, warmstart
 
 __all__ = ["GPSState", "LogRow", "PolicyOps", "init_state", "iteration", "c_step_block",
-           "badmm_inner"]
+           "badmm_inner", "selection_score"]
 
 
 class GPSState(NamedTuple):
@@ -185,15 +185,23 @@ def iteration(state, family, problems, x0, cfg, seed, *, map_fn=map):
     return st._replace(iteration=i + 1), row
 
 
+def selection_score(family, problems, x0, policy, H, steps):
+    """The policy's mean meta-loss (docs/method.md (12)) over ``steps`` steps from the training
+    functions' starting points, +inf if any run diverges by (92): the score of
+    ``Config.select_steps``. x0 : (M, d) -> float."""
+    trace = rollout.run(optimizers.learned(policy, H=H),
+                        functools.partial(family.loss, problems=problems), x0, steps)
+    if np.any(metrics.diverged(trace, x0)):
+        return float("inf")
+    return float(rollout.meta_loss(trace).mean())
+
+
 def _select(st, family, problems, x0, cfg):
-    """Keep the policy if its mean meta-loss over ``cfg.select_steps`` steps on the training
-    functions (the baselines' tuning score (23), +inf on a non-finite value) is the lowest so
-    far: (state, score); score nan when ``select_steps`` is 0."""
+    """Keep the policy if its ``selection_score`` is the lowest so far (ties: the earlier):
+    (state, score); score nan when ``cfg.select_steps`` is 0."""
     if not cfg.select_steps:
         return st, float("nan")
-    score = rollout.score(optimizers.learned(st.policy, H=cfg.H),
-                          functools.partial(family.loss, problems=problems), x0,
-                          cfg.select_steps)
+    score = selection_score(family, problems, x0, st.policy, cfg.H, cfg.select_steps)
     if st.selected_cost is None or score < st.selected_cost:
         st = st._replace(selected=st.policy, selected_cost=score)
     return st, score
