@@ -12,7 +12,10 @@ same run are quoted), on N = 1800 logistic-regression problems by default:
 4. with ``--gps M``: a GPS training run on M LR training functions (default settings,
    ``--algorithm`` badmm or mdgps) — seconds and costs per iteration — and the policy's mean
    objective on 100 held-out functions against GD and momentum tuned on the training functions;
-5. with ``--paper2`` (and ``--lstm-gps``): paper 2's objectives, baselines, L2LBGDBGD and the
+5. per-point Hessians of the two-layer net at the 8,000 points of one GPS cost quadratisation
+   block (``--hessian-points``): the closed form (``closed_form``) against autograd's d
+   Hessian-vector products (``autodiff.hessians``);
+6. with ``--paper2`` (and ``--lstm-gps``): paper 2's objectives, baselines, L2LBGDBGD and the
    GPS-trained LSTM optimizer (``benchmark_paper2``).
 
 Timings use the median of R interleaved repeats. This module is an entry point: it prints, and
@@ -129,6 +132,19 @@ def bench_rollout(problems, x0, steps, repeats):
     return {k: x0.shape[0] * steps / s for k, s in t.items()}
 
 
+def bench_hessian(points, repeats):
+    """Seconds for the two-layer net's Hessians at ``points`` random points: closed form vs
+    autograd, and their largest difference."""
+    fam = objectives.two_layer_net()
+    problems, x = objectives.split_data(fam, objectives.TRAIN, points)
+    x = 2.0 * x
+    objective = functools.partial(fam.loss, problems=problems)
+    err = np.max(np.abs(fam.hessian(x, problems) - autodiff.hessians(objective, x)))
+    t = _interleaved({"closed_form": lambda: fam.hessian(x, problems),
+                      "autograd": lambda: autodiff.hessians(objective, x)}, repeats)
+    return {**t, "ratio": t["autograd"] / t["closed_form"], "max_abs_diff": float(err)}
+
+
 def bench_supervised(problems, x0, steps, iterations):
     """Seconds per supervised meta-training iteration, between the first and the last callback
     (the one-off whitening fit and the first iteration's tracing excluded)."""
@@ -175,6 +191,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--sl-iterations", type=int, default=5,
                         help="supervised iterations to time (0 skips)")
+    parser.add_argument("--hessian-points", type=int, default=8000,
+                        help="two-layer-net points for the Hessian timing (0 skips)")
     parser.add_argument("--gps", type=int, default=0, metavar="M",
                         help="also train GPS on M LR functions and evaluate it (0 skips)")
     parser.add_argument("--algorithm", choices=("badmm", "mdgps"), default="badmm")
@@ -188,9 +206,10 @@ def main(argv=None):
                         help="processes scoring paper 2's tuning grids (default 2)")
     args = parser.parse_args(argv)
     if (args.problems < 1 or args.repeats < 1 or args.steps < 1 or args.sl_iterations < 0
-            or args.gps < 0 or args.gps_iterations < 1 or args.jobs < 1):
+            or args.gps < 0 or args.gps_iterations < 1 or args.jobs < 1
+            or args.hessian_points < 0):
         parser.error("--problems, --repeats, --steps, --gps-iterations, --jobs must be >= 1 and "
-                     "--sl-iterations, --gps >= 0")
+                     "--sl-iterations, --gps, --hessian-points >= 0")
     fam = objectives.logistic_regression()
     problems, x0 = objectives.split_data(fam, objectives.TRAIN, args.problems)
     print(f"lto_ref benchmark: {args.problems} logistic-regression problems, "
@@ -208,6 +227,11 @@ def main(argv=None):
         for mode, sec in s.items():
             print(f"supervised iteration (90 LR problems, T = 40, feature_grad={mode}): "
                   f"{sec:.3f} s")
+    if args.hessian_points:
+        h = bench_hessian(args.hessian_points, max(1, args.repeats // 2))
+        print(f"two-layer-net Hessians at {args.hessian_points} points: closed form "
+              f"{h['closed_form']:.3f} s   autograd {h['autograd']:.3f} s   ratio {h['ratio']:.2f}x"
+              f"   (max |diff| {h['max_abs_diff']:.1e})")
     if args.gps:
         log, total, F = bench_gps(args.gps, args.algorithm, args.gps_iterations)
         print(f"GPS {args.algorithm}, {args.gps} LR functions: {total:.0f} s in all; "

@@ -41,9 +41,12 @@ def test_progress_callback_prints_every_kth_and_the_last_row_with_an_estimate(ca
 
 
 def test_benchmark_entry_point_prints_ratio_and_throughput(capsys):
-    benchmark.main(["--problems", "20", "--repeats", "1", "--steps", "2", "--sl-iterations", "0"])
+    benchmark.main(["--problems", "20", "--repeats", "1", "--steps", "2", "--sl-iterations", "0",
+                    "--hessian-points", "30"])
     out = capsys.readouterr().out
     assert "ratio" in out and all(f"rollout {k}" in out for k in ("gd", "lbfgs", "learned"))
+    line = next(x for x in out.splitlines() if x.startswith("two-layer-net Hessians at 30"))
+    assert float(line.split("max |diff| ")[1].rstrip(")")) < 1e-9
 
 
 def test_benchmark_gps_option_trains_and_evaluates(capsys, monkeypatch):
