@@ -1,4 +1,5 @@
 """The figure command: --quick end to end, cache, determinism, bad arguments (STYLE §6, item 33)."""
+import dataclasses
 import json
 import os
 import warnings
