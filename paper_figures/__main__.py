@@ -88,7 +88,7 @@ def _config(name, args):
 
 def _order(job):
     """Longest trainings first, so that none starts last: paper 2's GPS, then paper 1's GPS on
-    the neural net (per-condition priors on 80 functions), then the rest in figure order."""
+    the neural net (80 functions, d = 12), then the rest in figure order."""
     if job[0] == "lstm_gps":
         return 0
     return 1 if job[0] == "gps" and job[2] == "two_layer_net" else 2
