@@ -112,10 +112,11 @@ def means(cells, outs, groups, psis, h0, c0):
     return np.concatenate(mus, axis=2)
 
 
-def optimizer(policy, groups, dtype="float64"):
+def optimizer(policy, groups, dtype="float64", features=nn_features.PAPER):
     """The policy's mean step as an ``optimizers.Optimizer`` on nets with these groups (contiguous
     (start, stop) ranges covering the P coordinates, ``ranges(net)``). ``dtype="float32"`` runs
-    the LSTM and read-out in single precision (Ψ, x and the step stay float64)."""
+    the LSTM and read-out in single precision (Ψ, x and the step stay float64); ``features``
+    (``nn_features.Features``) is the form of Ψ the policy was trained on."""
     _check(policy, groups)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -128,7 +129,7 @@ def optimizer(policy, groups, dtype="float64"):
         return zero._replace(h=zero.h.astype(dtype), c=zero.c.astype(dtype))
 
     def step(state, x, f, g):
-        psi, psi_state = nn_features.psi_step(state.psi, x, f, g)
+        psi, psi_state = nn_features.psi_step(state.psi, x, f, g, features)
         mu, h, c = step_means(cells, outs, groups, psi.astype(dtype), state.h, state.c,
                               step=lstm.forward)
         return mu.astype(onp.float64), State(psi=psi_state, h=h, c=c)

@@ -68,7 +68,7 @@ def _spec(cfg, ctx):
     tuned, _ = _train.tuned_baselines(cfg.train_problem, cfg.tune_seeds, ctx)
     policy, gps_log = _train.learned_policy(cfg.train_problem, cfg.gps, cfg.seed, ctx)
     params, l2l_log = _train.l2l_params(cfg.train_problem, cfg.l2l_config, cfg.seed, ctx)
-    spec = {"learned": ("learned", (policy, cfg.dtype))}
+    spec = {"learned": ("learned", (policy, cfg.dtype, cfg.gps.features))}
     spec.update({name: ("baseline", tuned[name]) for name in _paper2.BASELINES})
     spec["l2l"] = ("l2l", (params, cfg.l2l_config))
     return spec, tuned, gps_log, l2l_log
@@ -76,8 +76,8 @@ def _spec(cfg, ctx):
 
 def _build(name, kind, payload, net):
     if kind == "learned":
-        policy, dtype = payload
-        return lstm_policy.optimizer(policy, lstm_policy.ranges(net), dtype)
+        policy, dtype, features = payload
+        return lstm_policy.optimizer(policy, lstm_policy.ranges(net), dtype, features)
     if kind == "l2l":
         return l2l.optimizer(*payload)
     return optimizers.by_name(name, **payload)

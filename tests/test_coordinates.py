@@ -293,3 +293,47 @@ def test_curvature_ratio_is_the_whole_steps_curvature_over_the_diagonal_model(se
     np.testing.assert_allclose(pooled[0], np.einsum("ntp,pq,ntq->", us[:, :2], H, us[:, :2])
                                / hu[:, :2].sum(), rtol=1e-8)
     assert np.all(C.curvature_ratio(runs, pool=0, bounds=(2.0, 2.5)) <= 2.5)
+
+
+@pytest.mark.parametrize("features", [None, "adagrad"])
+def test_controller_optimizer_is_the_controllers_mean_in_a_rollout(features):
+    """Random controllers (G, T, 1, 77) run by ``rollout.run_minibatch`` through
+    ``controller_optimizer`` give the run ``simulate`` makes with ``controller_act`` and
+    vanishing noise, in both forms of the features; a step past T raises."""
+    from lto_ref import nets, nn_features, rollout
+    import functools
+    form = nn_features.PAPER if features is None else nn_features.Features(gradient=features)
+    rng = np.random.default_rng(3)
+    net = nets.mlp(3, 2, 2)
+    groups = [(start, start + int(np.prod(shape))) for _, start, shape in net.groups]
+    data = (rng.standard_normal((20, 3)), rng.integers(0, 2, 20))
+    x0, T = 0.3 * rng.standard_normal(net.dim), 6
+    batches = nets.minibatches(rng, 20, 5, T + 1)
+    lg = C.lingauss.make(0.01 * rng.standard_normal((4, T, 1, 77)),
+                         0.01 * rng.standard_normal((4, T, 1)), np.full((4, T, 1, 1), 1e-300))
+    picks = C.pick(rng, groups, 1, 2)
+    runs = C.simulate(net, data, x0, C.controller_act(lg, groups, [rng]), None, batches, picks,
+                      features=form)
+    opt = C.controller_optimizer(lg, groups, features=form)
+    trace = rollout.run_minibatch(opt, functools.partial(nets.minibatch_loss, net, *data),
+                                  batches[:T], functools.partial(nets.loss, net, inputs=data[0],
+                                                                 labels=data[1]), x0[None])
+    np.testing.assert_allclose(trace.fs[:, 0], runs.fs[0], rtol=1e-12)
+    cols = picks[:, 0].ravel()
+    state, x = opt.init(x0[None]), x0[None]
+    for t in range(T):
+        f, g = C.autodiff.value_and_grad(
+            functools.partial(nets.minibatch_loss, net, *data, batch=batches[t]), x)
+        u, state = opt.step(state, x, f, g)
+        np.testing.assert_allclose(u[0, cols], runs.actions[0, t], rtol=1e-10, atol=1e-14)
+        x = x + u
+    with pytest.raises(ValueError, match="end at step"):
+        opt.step(state, x, f, g)
+    with pytest.raises(ValueError, match="lg must have shape"):
+        C.controller_optimizer(lg, groups[:3])
+
+
+def test_initial_controllers_take_a_variance_per_group_and_step():
+    var = np.arange(1.0, 13.0).reshape(3, 4)
+    lg = C.initial_controllers(1.0, 3, 4, dX=77, var=var)
+    np.testing.assert_array_equal(lg.pol_covar[..., 0, 0], var)

@@ -140,6 +140,12 @@ def test_fitted_gains_are_the_least_squares_gains_of_the_teachers_steps():
     net, data, x0 = _problem()
     cfg = dataclasses.replace(CFG, teacher="adagrad", teacher_lr=0.05)
     gains = nn_trainer.fit_gains(net, data, x0, cfg, 4)
+    same, rms = nn_trainer.fit_teacher(net, data, x0, cfg, 4)
+    np.testing.assert_array_equal(same, gains)
+    noisy = nn_trainer.first_controllers(net, data, x0, dataclasses.replace(cfg, noise=0.5), 4)
+    np.testing.assert_array_equal(noisy.K[:, :, 0, CW.coordinates.PHI2_NOW], -gains)
+    fixed = nn_trainer.first_controllers(net, data, x0, cfg, 4)
+    np.testing.assert_array_equal(fixed.pol_covar, np.full_like(fixed.pol_covar, cfg.init_var))
     rng = np.random.default_rng(np.random.SeedSequence([4, 2**31 + 1]))
     batches = nets.minibatches(rng, 30, CFG.batch, CFG.T + 1)
     x, acc, gs = x0.copy(), np.zeros_like(x0), []
@@ -156,11 +162,16 @@ def test_fitted_gains_are_the_least_squares_gains_of_the_teachers_steps():
         for k, (a, z) in enumerate(groups):
             expected = -np.dot(u[a:z], phi[a:z]) / np.dot(phi[a:z], phi[a:z])
             np.testing.assert_allclose(gains[k, t], expected, rtol=1e-9)
+            np.testing.assert_allclose(rms[k, t], np.sqrt(np.mean(u[a:z] ** 2)), rtol=1e-9)
+            np.testing.assert_allclose(noisy.pol_covar[k, t, 0, 0],
+                                       0.25 * np.mean(u[a:z] ** 2), rtol=1e-9)
         x = x + u
     with pytest.raises(ValueError, match="teacher"):
         nn_trainer.fit_gains(net, data, x0, dataclasses.replace(CFG, teacher=""), 4)
     with pytest.raises(ValueError, match="teacher"):
         CW.Config(teacher="lbfgs")
+    with pytest.raises(ValueError, match="noise"):
+        CW.Config(noise=-0.1)
     with pytest.raises(ValueError, match="finite numbers"), np.errstate(all="ignore"):
         nn_trainer.fit_gains(net, data, x0, dataclasses.replace(cfg, teacher_lr=1e308), 4)
 

@@ -116,3 +116,81 @@ def test_phi_step_by_step_equals_the_batch_form_past_the_ring(seed, with_phi3):
         rows.append(out)
     np.testing.assert_allclose(np.stack(rows), F.phi(fs, gs, xs, with_phi3=with_phi3),
                                rtol=1e-12, atol=1e-13)
+
+
+def _ref_psi(fs, gs, xs, t, features):
+    """Ψ_t of problem 0 in the forms ``features`` selects, written from the definitions."""
+    f, g, x = fs[:, 0], gs[:, 0], xs[:, 0]
+    rel = 0.0 if t == 0 or f[t - 1] == 0 else (f[t] - f[t - 1]) / f[t - 1]
+    if features.psi1 == "clip":
+        rel = min(max(rel, -1.0), 1.0)
+    if features.gradient == "paper":
+        psi2 = g[t] / (np.abs(g[max(t - 1, 0)]) + 1.0)
+    else:
+        psi2 = g[t] / (np.sqrt(sum(g[k] ** 2 for k in range(t + 1))) + 1e-10)
+    d_now = x[t] - x[max(t - 1, 0)]
+    d_num = np.zeros_like(d_now) if t == 0 else x[max(t - 1, 1)] - x[max(t - 2, 0)]
+    if features.psi3 == "paper":
+        psi3 = np.abs(d_num / (np.abs(d_now) + 0.1))
+    else:
+        psi3 = np.abs(d_num) / (np.abs(d_now) + np.abs(d_num) + 1e-10)
+    return np.stack([np.full_like(psi2, rel), psi2, psi3], axis=-1)
+
+
+FORMS = st.builds(F.Features, st.sampled_from(["paper", "adagrad"]),
+                  st.sampled_from(["paper", "clip"]), st.sampled_from(["paper", "ratio"]))
+
+
+@settings(max_examples=20)
+@given(seeds, st.integers(0, 8), FORMS)
+def test_psi_forms_match_their_definitions_step_by_step_and_batched(seed, T, features):
+    rng = rng_from(seed)
+    fs, gs, xs = _history(rng, T)
+    fs = fs * rng.choice([0.2, 1.0, 5.0], size=fs.shape)          # relative changes past ±1
+    batch = F.psi(fs, gs, xs, features)
+    state, rows = F.psi_init(xs[0]), []
+    for t in range(T + 1):
+        np.testing.assert_allclose(batch[t, 0], _ref_psi(fs, gs, xs, t, features), rtol=1e-12,
+                                   atol=1e-15)
+        out, state = F.psi_step(state, xs[t], fs[t], gs[t], features)
+        rows.append(out)
+    np.testing.assert_allclose(np.stack(rows), batch, rtol=1e-12, atol=1e-15)
+
+
+def test_the_scale_free_gradient_feature_does_not_scale_with_the_gradient():
+    fs, gs, xs = _history(np.random.default_rng(1), 12)
+    scale_free = F.Features(gradient="adagrad")
+    np.testing.assert_allclose(F.psi(fs, 1e-3 * gs, xs, scale_free)[..., 1],
+                               F.psi(fs, gs, xs, scale_free)[..., 1], rtol=1e-6)
+    np.testing.assert_allclose(F.phi(fs, 1e-3 * gs, xs, features=scale_free)[..., 26:52],
+                               F.phi(fs, gs, xs, features=scale_free)[..., 26:52], rtol=1e-6)
+    assert not np.allclose(F.psi(fs, 1e-3 * gs, xs)[..., 1], F.psi(fs, gs, xs)[..., 1])
+
+
+@settings(max_examples=3)
+@given(seeds, st.sampled_from([0, 7, 140]))
+def test_scale_free_phi_matches_the_definition_step_by_step_and_batched(seed, T):
+    """Φ2_i = ḡ_{t−5i} / (√Σ_{k≤t} g_k² + ε); every other entry as the paper's."""
+    fs, gs, xs = _history(rng_from(seed), T)
+    features = F.Features(gradient="adagrad")
+    batch = F.phi(fs, gs, xs, features=features)
+    paper = F.phi(fs, gs, xs)
+    for t in sorted({0, 1, 6, T // 2, T} & set(range(T + 1))):
+        sq = np.sqrt(np.sum(gs[:t + 1, 0] ** 2, axis=0)) + 1e-10           # (P,)
+        for i in range(26):
+            k = t - 5 * i
+            bar = 0.0 if k < 0 else np.mean(gs[max(k - 2, 0):k + 1, 0], axis=0)
+            np.testing.assert_allclose(batch[t, 0, :, 26 + i], bar / sq, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(np.delete(batch, range(26, 52), -1),
+                                  np.delete(paper, range(26, 52), -1))
+    state, rows = F.phi_init(xs[0]), []
+    for t in range(T + 1):
+        out, state = F.phi_step(state, xs[t], fs[t], gs[t], features=features)
+        rows.append(out)
+    np.testing.assert_allclose(np.stack(rows), batch, rtol=1e-12, atol=1e-13)
+
+
+def test_unknown_feature_forms_raise():
+    for kwargs in ({"gradient": "rms"}, {"psi1": "tanh"}, {"psi3": ""}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            F.Features(**kwargs)

@@ -17,10 +17,12 @@ from typing import NamedTuple
 import numpy as onp
 
 from lto_ref import autodiff, nets, nn_features
+from lto_ref.optimizers import Optimizer
 from lto_ref.gps import cost as cost_lib, environment, lingauss
 
 __all__ = ["structure", "pick", "blocks", "quadratize", "quadratize_steps", "curvature_ratio", "Runs", "simulate", "run_blocks",
-           "PHI2_NOW", "initial_controllers", "controller_act", "concatenate"]
+           "PHI2_NOW", "initial_controllers", "controller_act", "controller_optimizer",
+           "concatenate"]
 
 
 def structure(dX=77):
@@ -162,7 +164,8 @@ class Runs(NamedTuple):
     hu: onp.ndarray = None      # (N, T) Σ_j ∂²f/∂x_j² u_j² over every coordinate
 
 
-def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True, cost_rows=None):
+def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True, cost_rows=None,
+             features=nn_features.PAPER):
     """Run N copies of the optimizer ``act`` from x0 (P,) for T steps on the minibatch stream
     ``batches`` (T + 1, B) (f̂_t, ∇f̂_t on batch t; batch T gives the last state), every
     coordinate acting through its state (119); record the picked coordinates.
@@ -172,6 +175,7 @@ def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True, cost_
     picks : (G, N, K) from ``pick``;  returns Runs.
     cost_rows : (R,) rows of the training set on which the cost model's derivatives (grad,
     hdiag) are taken, or None for all of it; fs is always the objective on all of it.
+    features : the forms of Φ and Ψ (``nn_features.Features``).
     """
     inputs, labels = data
     G, N, K = picks.shape
@@ -188,11 +192,12 @@ def simulate(net, data, x0, act, carry, batches, picks, *, with_phi3=True, cost_
         rec["f_cost"].append(f_c)
         f, g = autodiff.value_and_grad(functools.partial(nets.minibatch_loss, net, inputs, labels,
                                                          batch=batch), x)
-        s, phi_state = nn_features.phi_step(phi_state, x, f, g, with_phi3=with_phi3)
+        s, phi_state = nn_features.phi_step(phi_state, x, f, g, with_phi3=with_phi3,
+                                            features=features)
         rec["states"].append(s[rows, cols])
         if t == len(batches) - 1:
             break
-        psi, psi_state = nn_features.psi_step(psi_state, x, f, g)
+        psi, psi_state = nn_features.psi_step(psi_state, x, f, g, features)
         u, carry = act(t, s, psi, carry)
         h_c = nets.hessian_diagonal(net, x, *sub)
         rec["actions"].append(u[rows, cols]), rec["obs"].append(psi[rows, cols])
@@ -230,13 +235,15 @@ PHI2_NOW = 1 + 25    # the entry of s holding Φ2's newest lag, ḡ_t / (|ḡ_{m
 def initial_controllers(gamma, G, T, dX=77, var=1e-5):
     """The first controllers, u = −γ_k s[PHI2_NOW] + N(0, var) for every coordinate: a step
     along the current normalised average gradient (docs/method.md (122)). gamma : scalar, (G,)
-    (one per group) or (G, T) (one per group and step, e.g. ``nn_trainer.fit_gains``)."""
+    (one per group) or (G, T) (one per group and step, e.g. ``nn_trainer.fit_gains``); var :
+    scalar or (G, T)."""
     gamma = onp.asarray(gamma, dtype=float)
     gamma = onp.broadcast_to(gamma if gamma.ndim == 2 else onp.broadcast_to(gamma, (G,))[:, None],
                              (G, T))
     K = onp.zeros((G, T, 1, dX))
     K[:, :, 0, PHI2_NOW] = -gamma
-    return lingauss.make(K, onp.zeros((G, T, 1)), onp.full((G, T, 1, 1), float(var)))
+    var = onp.broadcast_to(onp.asarray(var, dtype=float), (G, T))
+    return lingauss.make(K, onp.zeros((G, T, 1)), var[:, :, None, None].copy())
 
 
 def controller_act(lg, groups, rngs):
@@ -254,6 +261,28 @@ def controller_act(lg, groups, rngs):
                                 + lg.chol[k, t, 0, 0] * xi[:, start:stop])
         return u, carry
     return act
+
+
+def controller_optimizer(lg, groups, *, with_phi3=True, features=nn_features.PAPER):
+    """The controllers' mean u_t^j = K_t^k s_t^j + k_t^k (119), without noise, as an
+    ``optimizers.Optimizer`` (state: Φ's state, ``nn_features.phi_step``) for ``rollout``; step t
+    uses the controllers of t, so a run may last at most T steps. lg (G, T, 1, dX)."""
+    G, T = lg.K.shape[:2]
+    if len(groups) != G or lg.K.shape[-1] != nn_features.state_dim(with_phi3):
+        raise ValueError(f"lg must have shape ({len(groups)}, T, 1, "
+                         f"{nn_features.state_dim(with_phi3)}), got {lg.K.shape}")
+
+    def step(state, x, f, g):
+        phi_state, t = state
+        if t >= T:
+            raise ValueError(f"the controllers end at step {T}")
+        s, phi_state = nn_features.phi_step(phi_state, x, f, g, with_phi3=with_phi3,
+                                            features=features)
+        u = onp.concatenate([s[:, start:stop] @ lg.K[k, t, 0] + lg.k[k, t, 0]
+                             for k, (start, stop) in enumerate(groups)], axis=1)
+        return u, (phi_state, t + 1)
+
+    return Optimizer(lambda x0: (nn_features.phi_init(onp.asarray(x0, dtype=float)), 0), step)
 
 
 def concatenate(parts):

@@ -39,8 +39,10 @@ class Config:
     teacher: str = "adagrad"         # γ per group and step fitted to this optimizer's steps …
     teacher_lr: float = 0.1          # … with this learning rate (``nn_trainer.fit_gains``);
                                      # "": the γ of gamma_grid instead
-    init_var: float = 1e-5
+    init_var: float = 1e-5           # the first controllers' noise variance, or, with a
+    noise: float = 0.0               # teacher and noise > 0, std = noise × its RMS step (G, T)
     with_phi3: bool = True
+    features: nn_features.Features = nn_features.PAPER   # forms of Φ and Ψ (paper's: (110)–(116))
     cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
     cost_model: str = "steps"        # ``coordinates.quadratize_steps``, or "expansion" (120)
     keep: str = "best"               # the policy ``nn_trainer.train`` returns: "best" or "last"
@@ -67,6 +69,8 @@ class Config:
                      "teacher_lr"):
             if not 0 < getattr(self, name) < float("inf"):
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.noise < float("inf"):
+            raise ValueError(f"noise must be finite and >= 0, got {self.noise!r}")
         if self.cost_model not in ("steps", "expansion"):
             raise ValueError(f"cost_model must be 'steps' or 'expansion', got {self.cost_model!r}")
         if self.keep not in ("best", "last"):
@@ -93,12 +97,12 @@ def _block(values, picks):
     return np.moveaxis(values.reshape(N, -1, G, K), 2, 0).swapaxes(2, 3).reshape(G, N * K, -1)
 
 
-def policy_cost(net, data, x0, policy, batches, dtype="float64"):
+def policy_cost(net, data, x0, policy, batches, dtype="float64", features=nn_features.PAPER):
     """Σ_{t<T} f(x_t) of the policy's mean steps from x0 (P,) on ``batches`` (T, B), the LSTM
-    in ``dtype``."""
+    in ``dtype`` on Ψ of the form ``features``."""
     inputs, labels = data
     trace = rollout.run_minibatch(
-        lstm_policy.optimizer(policy, lstm_policy.ranges(net), dtype),
+        lstm_policy.optimizer(policy, lstm_policy.ranges(net), dtype, features),
         functools.partial(nets.minibatch_loss, net, inputs, labels), batches,
         functools.partial(nets.loss, net, inputs=inputs, labels=labels), x0[None])
     return float(trace.fs[:-1, 0].sum())
@@ -122,13 +126,13 @@ def _step_mult(state, net, realized, cfg):
 def _sample(job):
     """Runs of the controllers for one slice of the N runs (module level: picklable for a
     process pool's map). job = (net, data, x0, lg, seeds (one SeedSequence per run), batches,
-    picks (G, n, K), with_phi3, cost_rows)."""
-    net, data, x0, lg, seeds, batches, picks, with_phi3, cost_rows = job
+    picks (G, n, K), with_phi3, cost_rows, features)."""
+    net, data, x0, lg, seeds, batches, picks, with_phi3, cost_rows, features = job
     act = coordinates.controller_act(lg, lstm_policy.ranges(net),
                                      [np.random.default_rng(s) for s in seeds])
     with np.errstate(all="ignore"):
         return coordinates.simulate(net, data, x0, act, None, batches, picks,
-                                    with_phi3=with_phi3, cost_rows=cost_rows)
+                                    with_phi3=with_phi3, cost_rows=cost_rows, features=features)
 
 
 def sample(state, net, data, x0, cfg, rngs, *, map_fn=map):
@@ -143,7 +147,7 @@ def sample(state, net, data, x0, cfg, rngs, *, map_fn=map):
     seeds = r_noise.bit_generator.seed_seq.spawn(cfg.samples)
     cut = np.array_split(np.arange(cfg.samples), min(cfg.sample_chunks, cfg.samples))
     jobs = [(net, data, x0, state.lg, [seeds[n] for n in part], batches, picks[:, part],
-             cfg.with_phi3, rows) for part in cut]
+             cfg.with_phi3, rows, cfg.features) for part in cut]
     return coordinates.concatenate(list(map_fn(_sample, jobs))), batches
 
 
@@ -176,7 +180,8 @@ def iteration_step(state, net, data, x0, cfg, seed, *, map_fn=map):
     st = st._replace(prev_costs=st.prev_costs[:2] + (np.array([realized]),))
     row = iteration.LogRow(
         controller_cost=realized,
-        policy_cost=policy_cost(net, data, x0, st.policy, batches[:cfg.T], cfg.sstep.dtype),
+        policy_cost=policy_cost(net, data, x0, st.policy, batches[:cfg.T], cfg.sstep.dtype,
+                                cfg.features),
         kl=kl, eta=st.eta, step_mult=st.step_mult, nu=st.nu.mean(1), sstep_loss=loss,
         diverged=int((~np.isfinite(runs.fs[:, -1])).sum()), seconds=time.perf_counter() - t0)
     return st._replace(iteration=i + 1), row

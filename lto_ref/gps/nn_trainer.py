@@ -30,7 +30,8 @@ from lto_ref.gps import coordinates, coordinatewise, cost, dynamics, gmm, lingau
 from lto_ref.gps.config import config_record
 from lto_ref.gps.iteration import GPSState, LogRow
 
-__all__ = ["Tracked", "tune_gamma", "fit_gains", "train", "TYPES"]
+__all__ = ["Tracked", "tune_gamma", "fit_gains", "fit_teacher", "first_controllers", "train",
+           "TYPES"]
 
 
 class Tracked(NamedTuple):
@@ -61,7 +62,8 @@ def tune_gamma(net, data, x0, cfg, seed, grid):
 
     with np.errstate(all="ignore"):                 # (no cost model: its derivatives on 1 point)
         runs = coordinates.simulate(net, data, x0, act, None, batches, picks,
-                                    with_phi3=cfg.with_phi3, cost_rows=np.arange(1))
+                                    with_phi3=cfg.with_phi3, cost_rows=np.arange(1),
+                                    features=cfg.features)
     final = np.where(np.isfinite(runs.fs[:, -1]), runs.fs[:, -1], np.inf)
     return float(grid[np.argmin(final)]), runs.fs[:, -1]
 
@@ -71,7 +73,15 @@ def fit_gains(net, data, x0, cfg, seed):
     the hand-designed optimizer ``cfg.teacher`` (learning rate ``cfg.teacher_lr``): the teacher
     runs noise-free for cfg.T steps from x0 (P,) on ``tune_gamma``'s minibatch stream, and
     γ_t^k = −Σ_j u_j φ_j / Σ_j φ_j² over group k's coordinates, u_t the teacher's step and φ_t its
-    state's Φ2 entry s[PHI2_NOW] (115). ``ValueError`` if the teacher's run is not finite."""
+    state's Φ2 entry s[PHI2_NOW] (115) in the form ``cfg.features``. ``ValueError`` if the
+    teacher's run is not finite."""
+    return fit_teacher(net, data, x0, cfg, seed)[0]
+
+
+def fit_teacher(net, data, x0, cfg, seed):
+    """(γ (G, T), r (G, T)): ``fit_gains``'s gains, and the root mean square of the teacher's
+    step over each group's coordinates at each step, r_t^k = (Σ_j (u_t^j)² / n_k)^½ (the scale
+    of the step-scaled exploration noise, ``coordinatewise.Config.noise``)."""
     if not cfg.teacher:
         raise ValueError("cfg.teacher must name an optimizer, got ''")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 + 1]))
@@ -79,11 +89,11 @@ def fit_gains(net, data, x0, cfg, seed):
     teacher = optimizers.by_name(cfg.teacher, lr=cfg.teacher_lr)
     x = np.asarray(x0, dtype=float)[None]
     state, phi, groups = teacher.init(x), nn_features.phi_init(x), lstm_policy.ranges(net)
-    gains = np.zeros((len(groups), cfg.T))
+    gains, rms = np.zeros((len(groups), cfg.T)), np.zeros((len(groups), cfg.T))
     for t in range(cfg.T):
         f, g = autodiff.value_and_grad(
             functools.partial(nets.minibatch_loss, net, *data, batch=batches[t]), x)
-        s, phi = nn_features.phi_step(phi, x, f, g, with_phi3=False)
+        s, phi = nn_features.phi_step(phi, x, f, g, with_phi3=False, features=cfg.features)
         u, state = teacher.step(state, x, f, g)
         if not (np.all(np.isfinite(u)) and np.all(np.isfinite(s))):
             raise ValueError(f"the teacher {cfg.teacher!r} (lr {cfg.teacher_lr}) left the finite "
@@ -92,8 +102,24 @@ def fit_gains(net, data, x0, cfg, seed):
             u_k, phi_k = u[0, start:stop], s[0, start:stop, coordinates.PHI2_NOW]
             den = float(np.sum(phi_k ** 2))
             gains[k, t] = -float(np.sum(u_k * phi_k)) / den if den > 0 else 0.0
+            rms[k, t] = float(np.sqrt(np.mean(u_k ** 2)))
         x = x + u
-    return gains
+    return gains, rms
+
+
+def first_controllers(net, data, x0, cfg, seed):
+    """The first controllers (122) (G, T, 1, dX): gains fitted to ``cfg.teacher`` (or the γ of
+    ``tune_gamma`` over ``cfg.gamma_grid`` without a teacher); noise variance ``cfg.init_var``,
+    or with a teacher and ``cfg.noise`` > 0, (cfg.noise · r_t^k)², r the teacher's RMS step."""
+    var = cfg.init_var
+    if cfg.teacher:
+        gamma, rms = fit_teacher(net, data, x0, cfg, seed)
+        if cfg.noise > 0:
+            var = np.maximum((cfg.noise * rms) ** 2, 1e-300)      # a zero step: no noise
+    else:
+        gamma = tune_gamma(net, data, x0, cfg, seed, cfg.gamma_grid)[0]
+    return coordinates.initial_controllers(gamma, len(net.groups), cfg.T,
+                                           nn_features.state_dim(cfg.with_phi3), var)
 
 
 def _identity(net, data, x0, cfg, seed):
@@ -133,11 +159,7 @@ def train(net, data, x0, config=coordinatewise.Config(), seed=0, *, map_fn=map,
     def init():
         st = coordinatewise.init_state(net, config, seed)
         if config.teacher or config.gamma_grid:
-            gamma = (fit_gains(net, data, x0, config, seed) if config.teacher
-                     else tune_gamma(net, data, x0, config, seed, config.gamma_grid)[0])
-            G, dX = len(net.groups), nn_features.state_dim(config.with_phi3)
-            st = st._replace(lg=coordinates.initial_controllers(gamma, G, config.T, dX,
-                                                                config.init_var))
+            st = st._replace(lg=first_controllers(net, data, x0, config, seed))
         return Tracked(0, st, None, None)
 
     def step(tracked):
