@@ -183,20 +183,31 @@ def bench_gps(M, algorithm, iterations):
     return log, total, {k: v.mean(axis=1) for k, v in curves.items()}
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):                       # one line and exit code 2, no usage dump
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lto_ref.benchmark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problems", type=int, default=1800)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=100)
+    parser = _Parser(prog="python -m lto_ref.benchmark", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--problems", type=int, default=1800,
+                        help="logistic-regression problems timed together (default 1800)")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="interleaved repeats of each timing; the median is shown (default 7)")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="iterations of each optimizer's rollout (default 100)")
     parser.add_argument("--sl-iterations", type=int, default=5,
                         help="supervised iterations to time (0 skips)")
     parser.add_argument("--hessian-points", type=int, default=8000,
                         help="two-layer-net points for the Hessian timing (0 skips)")
     parser.add_argument("--gps", type=int, default=0, metavar="M",
                         help="also train GPS on M LR functions and evaluate it (0 skips)")
-    parser.add_argument("--algorithm", choices=("badmm", "mdgps"), default="badmm")
-    parser.add_argument("--gps-iterations", type=int, default=10)
+    parser.add_argument("--algorithm", choices=("badmm", "mdgps"), default="badmm",
+                        help="with --gps: the GPS variant (default badmm)")
+    parser.add_argument("--gps-iterations", type=int, default=10,
+                        help="with --gps: GPS iterations (default 10)")
     parser.add_argument("--paper2", action="store_true",
                         help="also time paper 2's MNIST objective, baselines and L2LBGDBGD")
     parser.add_argument("--lstm-gps", action="store_true",

@@ -15,7 +15,6 @@ import http.client
 import importlib.util
 import os
 import shutil
-import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -103,13 +102,24 @@ def _get(url, part, progress, timeout):
         raise OSError(f"{url}: connection closed at byte {done} of {total}; run again to resume")
 
 
-def _download(mirrors, file, part, progress, timeout):
-    errors = []
+def _download(mirrors, file, md5, target, progress, timeout):
+    """``target`` from the first mirror whose copy has the MD5 ``md5``; a copy with another MD5
+    is deleted and the next mirror tried. ValueError if some copy had a wrong MD5, else OSError."""
+    part, errors, wrong = target + ".part", [], False
     for url in (base.rstrip("/") + "/" + file for base in mirrors):
         try:
-            return _get(url, part, progress, timeout)
+            _get(url, part, progress, timeout)
         except (OSError, http.client.HTTPException) as err:   # URLError is an OSError
             errors.append(f"{url}: {err}")
+            continue
+        got = _md5(part)
+        if got == md5:
+            return os.replace(part, target)
+        os.remove(part)
+        wrong = True
+        errors.append(f"{url}: MD5 {got} differs from the published {md5}; deleted it")
+    if wrong:
+        raise ValueError(f"{target}: no mirror has the published MD5 ({'; '.join(errors)})")
     raise OSError(f"could not download {file} ({'; '.join(errors)})")
 
 
@@ -134,18 +144,13 @@ def _extract(tar_path, members, dest):
 
 
 def _fetch_file(mirrors, file, md5, dest, members, progress, timeout):
-    target, part = os.path.join(dest, file), os.path.join(dest, file + ".part")
+    target = os.path.join(dest, file)
     outputs = [os.path.join(dest, *m.split("/")) for m in members] or [target]
     if members and all(map(os.path.isfile, outputs)):
         return outputs
     if not (os.path.isfile(target) and _md5(target) == md5):
         os.makedirs(dest, exist_ok=True)
-        _download(mirrors, file, part, progress, timeout)
-        got = _md5(part)
-        if got != md5:
-            os.remove(part)
-            raise ValueError(f"{target}: MD5 {got} differs from the published {md5}; deleted it")
-        os.replace(part, target)
+        _download(mirrors, file, md5, target, progress, timeout)
     if members:
         _extract(target, members, dest)
         os.remove(target)
@@ -246,54 +251,7 @@ def find(name, data_dir=None, cache_dir=None, *, seed=0):
                       f"`python -m lto_ref.data fetch {cache_dir}` (MNIST, Fashion-MNIST, CIFAR)")
 
 
-USAGE = "usage: python -m lto_ref.data fetch DIR [NAMES...] | info [--data-dir DIR]"
-
-
-def _parse(argv):
-    """(command, arguments) of the command line; ValueError with a one-line reason."""
-    command, rest = (argv[0], argv[1:]) if argv else ("", [])
-    if command == "fetch" and rest and not rest[0].startswith("-"):
-        bad = [n for n in rest[1:] if n not in SOURCES]
-        if bad:
-            raise ValueError(f"unknown data set {bad[0]!r}; choose from {', '.join(SOURCES)}")
-        return command, (rest[0], tuple(rest[1:]) or tuple(SOURCES))
-    if command == "info" and (not rest or rest[0] == "--data-dir" and len(rest) == 2):
-        if rest and not os.path.isdir(rest[1]):
-            raise ValueError(f"--data-dir {rest[1]!r} is not a folder")
-        return command, (rest[1] if rest else None,)
-    raise ValueError(f"bad arguments {' '.join(argv)!r}; {USAGE}")
-
-
-def _progress():
-    """A progress printer for ``fetch``: a line per file and tenth of its size (or 8 MiB)."""
-    shown = set()
-
-    def report(file, done, total):
-        step = (file, 10 * done // total if total else done >> 23)
-        if step not in shown:
-            shown.add(step)
-            print(f"  {file}: {done / 1e6:.1f}" + (f" of {total / 1e6:.1f} MB" if total else " MB"))
-    return report
-
-
 def main(argv=None):
-    """``python -m lto_ref.data fetch DIR [NAMES...] | info [--data-dir DIR]``; exit status."""
-    try:
-        command, args = _parse(sys.argv[1:] if argv is None else list(argv))
-    except ValueError as err:
-        print(f"lto_ref.data: {err}", file=sys.stderr)
-        return 2
-    try:
-        for path in fetch(*args, progress=_progress()) if command == "fetch" else []:
-            print(f"ready: {path}")
-        for name in NAMES if command == "info" else []:
-            try:
-                images, description = find(name, *args)
-                print(f"{description}: {len(images.labels):,} images of "
-                      f"{images.pixels.shape[1]:,} pixels, {images.classes} classes")
-            except LookupError as err:
-                print(f"{name}: not found; {err}")
-    except (OSError, ValueError) as err:
-        print(f"lto_ref.data: {err}", file=sys.stderr)
-        return 1
-    return 0
+    """``python -m lto_ref.data ...``: ``lto_ref.data_cli.main``; exit status."""
+    from lto_ref import data_cli      # imported here: data_cli imports this module
+    return data_cli.main(argv)

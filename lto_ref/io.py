@@ -104,7 +104,10 @@ def load_arrays(path):
     npz_path, json_path = paths(path)
     meta = _read_meta(json_path)
     try:
-        with np.load(npz_path, allow_pickle=False) as npz:
+        loaded = np.load(npz_path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):      # a plain .npy array
+            raise ValueError("a single .npy array, not an .npz archive")
+        with loaded as npz:
             arrays = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise ValueError(f"{npz_path}: no such file") from None

@@ -32,7 +32,7 @@ from lto_ref import closed_form
 __all__ = [
     "Family", "Dataset", "Quadratic", "logistic_regression", "robust_linear_regression",
     "two_layer_net", "logistic_regression_2d", "quadratic", "family_by_name", "split_data",
-    "subset", "TRAIN", "TEST", "VALIDATION",
+    "subset", "TRAIN", "TEST", "VALIDATION", "FAMILIES",
 ]
 
 TRAIN, TEST = 0, 1  # split ids of docs/method.md (10)
@@ -262,6 +262,7 @@ _FACTORIES = {
     "logistic_regression_2d": logistic_regression_2d,
     "quadratic": quadratic,
 }
+FAMILIES = tuple(_FACTORIES)   # the names family_by_name knows
 
 
 def family_by_name(name, **kwargs):

@@ -214,6 +214,9 @@ def load(path):
         raise ValueError(f"{json_path}: policy arrays {found} do not match d_obs={dO}, hidden={h}, "
                          f"d_act={dU} (or kind/activation invalid)")
     a = {k: arrays[k].astype(float) for k in shapes}
+    bad = [k for k, v in a.items() if not onp.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{io.paths(path)[0]}: non-finite values in {', '.join(bad)}")
     if symmetric and not onp.all(onp.abs(a["reflect"]) == 1):
         raise ValueError(f"{json_path}: reflect must hold signs ±1")
     net = [(a["W1"], a["b1"]), (a["W2"], a["b2"])]

@@ -52,6 +52,9 @@ class Config:
             raise ValueError(f"lr and clip must be > 0, got lr={self.lr}, clip={self.clip}")
         if self.feature_grad not in ("full", "stop"):
             raise ValueError(f"feature_grad must be 'full' or 'stop', got {self.feature_grad!r}")
+        if self.activation not in policy_lib.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {policy_lib.ACTIVATIONS}, "
+                             f"got {self.activation!r}")
         if self.variant not in features.VARIANTS:
             raise ValueError(f"variant must be one of {features.VARIANTS}, got {self.variant!r}")
 

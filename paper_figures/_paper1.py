@@ -37,6 +37,10 @@ class Config:
     #                                   +inf; "released": the final objective (23b) at GPS's T
 
     def __post_init__(self):
+        _protocol.check_config(self, n_train=1, n_test=1, steps=1, seed=0)
+        if not all(isinstance(j, int) and 0 <= j < self.n_test for j in self.panels):
+            raise ValueError(f"panels must be test functions 0..{self.n_test - 1}, "
+                             f"got {self.panels!r}")
         if self.tune not in TUNE:
             raise ValueError(f"tune must be one of {TUNE}, got {self.tune!r}")
 

@@ -13,7 +13,7 @@ from lto_ref import metrics, objectives, optimizers, rollout
 from paper_figures import _train
 
 __all__ = ["BASELINES", "LABELS", "COLOURS", "tune_baselines", "run_methods", "diverged",
-           "mean_curves", "learned_against_baselines"]
+           "mean_curves", "learned_against_baselines", "check_config"]
 
 BASELINES = ("gd", "momentum", "conjugate_gradient", "lbfgs")    # paper 1's comparison
 LABELS = {"gd": "gradient descent", "momentum": "momentum", "conjugate_gradient":
@@ -21,6 +21,18 @@ LABELS = {"gd": "gradient descent", "momentum": "momentum", "conjugate_gradient"
           "supervised": "supervised (backprop) optimizer"}
 COLOURS = {"gd": "tab:blue", "momentum": "tab:orange", "conjugate_gradient": "tab:green",
            "lbfgs": "tab:purple", "learned": "tab:red", "supervised": "tab:brown"}
+
+
+def check_config(cfg, **minimum):
+    """ValueError naming the first out-of-range setting of a figure's configuration: ``family``
+    must be an ``objectives`` family, each field of ``minimum`` an integer >= its minimum."""
+    if cfg.family not in objectives.FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(objectives.FAMILIES)}, "
+                         f"got {cfg.family!r}")
+    for name, low in minimum.items():
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def tune_baselines(family, problems, x0, steps, *, names=BASELINES, criterion="meta_loss",

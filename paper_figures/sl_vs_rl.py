@@ -45,6 +45,9 @@ class Config:
     sl: supervised.Config = supervised.Config()   # the plain learner; variants by SUPERVISED
     n_thin: int = 10               # test functions drawn as thin curves
 
+    def __post_init__(self):
+        _protocol.check_config(self, n_train=1, n_test=1, steps=self.sl.T, seed=0, n_thin=0)
+
 
 FULL = Config()
 QUICK = dataclasses.replace(FULL, n_train=4, n_test=6, steps=30, gps=_paper1.QUICK_GPS,

@@ -30,6 +30,9 @@ class Config:
     stabilise: bool = False        # no rest-stability projection
     grid: int = 80                 # contour resolution per axis
 
+    def __post_init__(self):
+        _protocol.check_config(self, n_train=1, n_test=1, steps=1, tune_steps=1, seed=0, grid=2)
+
 
 FULL = Config()
 QUICK = dataclasses.replace(FULL, n_train=4, n_test=8, tune_steps=30, gps=_paper1.QUICK_GPS,

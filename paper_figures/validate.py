@@ -14,6 +14,11 @@ For ``sl_vs_rl`` it trains the plain supervised learner instead (``sl.T=10``, ``
 the validation functions, at the training horizon T and at the end; for ``trajectories_2d`` the
 measures of its three claims.
 
+A value is read as the type of its setting: true or false (also yes/no, on/off, 1/0), an integer,
+a number, a word, comma-separated for a tuple (``panels=0,2``); a nested group such as ``gps`` or
+``sl`` is set only through its keys. Each configuration then checks its values before anything
+runs; a bad setting is refused with what its key takes.
+
 Trained policies are kept in --cache (default: a temporary folder, removed at the end).
 """
 import os
@@ -21,7 +26,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # before numpy is imported
 
 import argparse
-import dataclasses
 import importlib
 import json
 import sys
@@ -31,45 +35,12 @@ import time
 import numpy as np
 
 from lto_ref import gps, metrics, objectives, optimizers
-from paper_figures import _paper1, _protocol, _train
+from paper_figures import _paper1, _protocol, _settings, _train
 
 __all__ = ["FIGURES", "configure", "evaluate", "evaluate_supervised", "evaluate_2d", "main"]
 
+configure = _settings.configure
 FIGURES = ("fig1_logistic", "fig2_robust", "fig3_neural_net", "sl_vs_rl", "trajectories_2d")
-
-
-def _value(text):
-    """'true' / 'false' / a JSON number / any other text."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def configure(cfg, settings):
-    """``cfg`` with KEY=VALUE settings applied; dotted keys reach nested configurations.
-
-    settings : iterable of "key=value" strings;  raises ValueError naming a bad setting.
-    """
-    for item in settings:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"setting {item!r} is not KEY=VALUE")
-        cfg = _replace(cfg, key.split("."), _value(text), item)
-    return cfg
-
-
-def _replace(obj, path, value, item):
-    names = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
-    if path[0] not in names:
-        raise ValueError(f"setting {item!r}: {type(obj).__name__} has no field {path[0]!r}")
-    inner = value if len(path) == 1 else _replace(getattr(obj, path[0]), path[1:], value, item)
-    try:
-        return dataclasses.replace(obj, **{path[0]: inner})
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"setting {item!r}: {err}") from None
 
 
 def evaluate(cfg, ctx, n):
@@ -154,11 +125,32 @@ def _print_table(table, cfg):
           f"{table['learned']['below_gd_momentum_cg']:.0%}")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):                       # one line and exit code 2, no usage dump
+        _usage_error(message)
+
+
+def _usage_error(message):
+    print(f"python -m paper_figures.validate: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _figures():
+    """"  name  first line of its docstring" for each figure (the --help list)."""
+    lines = []
+    for name in FIGURES:
+        doc = importlib.import_module(f"paper_figures.{name}").__doc__ or ""
+        lines.append(f"  {name:<17}{doc.strip().splitlines()[0] if doc.strip() else ''}")
+    return "\n".join(lines)
+
+
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="python -m paper_figures.validate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("figure", choices=FIGURES)
-    p.add_argument("settings", nargs="*", metavar="KEY=VALUE")
+    p = _Parser(prog="python -m paper_figures.validate", description=__doc__,
+                epilog=f"figures:\n{_figures()}",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("figure", choices=FIGURES, metavar="FIGURE", help="one of the figures below")
+    p.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                   help="a setting of the figure's configuration (gps.h=1, stabilise=false, …)")
     p.add_argument("--n", type=int, default=100, help="validation functions (default 100)")
     p.add_argument("--cache", default=None, help="keep trained policies here")
     p.add_argument("--json", default=None, help="also write the table to this JSON file")
@@ -166,15 +158,35 @@ def _parse(argv):
     return p.parse_intermixed_args(argv)
 
 
+def _check_outputs(args):
+    """Usage error (one line, exit 2) unless --json and --cache can be written."""
+    if args.json:
+        if os.path.isdir(args.json):
+            _usage_error(f"--json {args.json}: is a folder")
+        try:
+            with open(args.json + ".tmp", "w", encoding="utf-8"):
+                pass
+            os.remove(args.json + ".tmp")
+        except OSError as err:
+            _usage_error(f"--json {args.json}: cannot write ({err.strerror or err})")
+    if args.cache:
+        try:
+            os.makedirs(args.cache, exist_ok=True)
+            tempfile.TemporaryFile(dir=args.cache).close()
+        except OSError as err:
+            _usage_error(f"--cache {args.cache}: cannot write ({err.strerror or err})")
+
+
 def main(argv=None):
     args = _parse(sys.argv[1:] if argv is None else argv)
     module = importlib.import_module(f"paper_figures.{args.figure}")
     if args.n < 1:
-        raise SystemExit("python -m paper_figures.validate: error: --n must be >= 1")
+        _usage_error(f"--n must be >= 1, got {args.n}")
     try:
         cfg = configure(module.QUICK if args.quick else module.FULL, args.settings)
     except ValueError as err:
-        raise SystemExit(f"python -m paper_figures.validate: error: {err}") from None
+        _usage_error(str(err))
+    _check_outputs(args)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         ctx = _train.Context(cache=args.cache or tmp)

@@ -2,6 +2,7 @@
 import functools
 
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
 from lto_ref import autodiff, benchmark, nets, objectives
@@ -58,3 +59,21 @@ def test_benchmark_gps_option_trains_and_evaluates(capsys, monkeypatch):
                     "--gps", "2", "--gps-iterations", "1", "--algorithm", "mdgps"])
     out = capsys.readouterr().out
     assert "GPS mdgps, 2 LR functions" in out and "held-out mean f" in out and "momentum" in out
+
+
+def test_help_describes_every_option(capsys):
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    options = out[out.index("options:"):].split("\n  -")[1:]
+    assert len(options) >= 10
+    for option in options:          # "-x, --xx ARG   description" (possibly wrapped)
+        assert "  " in option.strip(), option
+
+
+def test_bad_option_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main(["--repeats", "0"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -175,6 +175,35 @@ def test_next_mirror_is_tried(tmp_path, server):
     assert sorted(os.listdir(tmp_path / "mnist")) == sorted(files)
 
 
+def test_a_mirror_with_a_wrong_checksum_gives_way_to_the_next(tmp_path, server):
+    files = mnist_files()
+    kwargs = serve_mnist(server, files)
+    name = "train-labels-idx1-ubyte.gz"
+    server.files.update({f"/bad/{n}": raw for n, raw in files.items()})
+    server.files[f"/bad/{name}"] = files[name][:-1] + bytes([files[name][-1] ^ 1])
+    kwargs["urls"] = {"mnist": [server.base + "/bad/", server.base + "/mnist/"]}
+    fetch.fetch(tmp_path, ["mnist"], **kwargs)
+    assert (f"/mnist/{name}", None) in server.requests                 # tried after /bad/
+    assert all(not path.startswith("/mnist/") or path.endswith(name)
+               for path, _ in server.requests)                         # the rest from /bad/
+    for n, raw in files.items():
+        assert (tmp_path / "mnist" / n).read_bytes() == raw
+    assert not (tmp_path / "mnist" / (name + ".part")).exists()
+
+
+def test_every_mirror_with_a_wrong_checksum_is_a_value_error_naming_each(tmp_path, server):
+    files = mnist_files()
+    kwargs = serve_mnist(server, files)
+    name = "train-images-idx3-ubyte.gz"
+    kwargs["checksums"][name] = "0" * 32
+    kwargs["urls"] = {"mnist": [server.base + "/mnist/", server.base + "/mnist//"]}
+    with pytest.raises(ValueError) as err:
+        fetch.fetch(tmp_path, ["mnist"], **kwargs)
+    assert str(err.value).count(md5(files[name])) == 2 and str(tmp_path / "mnist" / name) in \
+        str(err.value)
+    assert not os.listdir(tmp_path / "mnist")
+
+
 def test_every_mirror_failing_is_an_os_error(tmp_path, server):
     with pytest.raises(OSError, match="could not download"):
         fetch.fetch(tmp_path, ["mnist"], urls={"mnist": server.base + "/gone/"})
@@ -371,6 +400,24 @@ def test_cli_module_exits_2_without_traceback():
     run = subprocess.run([sys.executable, "-m", "lto_ref.data", "fetch"], capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 2 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["help"], ["fetch", "--help"],
+                                  ["info", "-h"]])
+def test_help_lists_each_command_with_a_description(argv, capsys):
+    assert fetch.main(argv) == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    for command in ("info", "fetch"):
+        line = next(x for x in out.out.splitlines() if x.strip().startswith(command))
+        assert len(line.split()) > 3                                    # described
+    assert all(name in out.out for name in fetch.SOURCES)
+
+
+def test_cli_module_help_exits_0():
+    run = subprocess.run([sys.executable, "-m", "lto_ref.data", "--help"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0 and "fetch DIR" in run.stdout and run.stderr == ""
 
 
 def test_cli_info_names_each_source(no_offline, capsys):

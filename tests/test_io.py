@@ -161,6 +161,12 @@ def _pickled(make_obj):
     return lambda p: np.savez(p, a=np.array([make_obj(p)], dtype=object))
 
 
+def _npy(p):
+    """A plain .npy array written under the .npz name."""
+    with open(p, "wb") as fh:
+        np.lib.format.write_array(fh, np.zeros(1))
+
+
 def _set(key, value):
     return lambda meta: meta.__setitem__(key, value)
 
@@ -172,6 +178,7 @@ MALFORMED = {  # name: (which file to spoil, how, which file the message must na
     "truncated-npz": (NPZ, _truncate, NPZ),
     "garbage-npz": (NPZ, _write(bytes(range(256)) * 4), NPZ),
     "empty-npz": (NPZ, _write(b""), NPZ),
+    "npy-as-npz": (NPZ, _npy, NPZ),
     "pickle-npz": (NPZ, _pickled(lambda p: {"x": 1}), NPZ),
     "tripwire-npz": (NPZ, _pickled(lambda p: _Tripwire(p + ".unpickled")), NPZ),
     "version-2": (JSON, lambda p: _edit_json(p, _set("format_version", 2)), JSON),

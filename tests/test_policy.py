@@ -1,5 +1,6 @@
 """Policy network, whitening, linearisation and the learned optimizer (STYLE §6, items 16–18)."""
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -210,3 +211,16 @@ def test_symmetric_policy_round_trips_and_bad_reflect_is_refused(tmp_path):
         P.init(np.random.default_rng(0), 229, 4, reflect=np.ones(228))
     with pytest.raises(ValueError, match="reflect"):
         P.init(np.random.default_rng(0), 3, 1, reflect=np.array([1.0, 0.5, -1.0]))
+
+
+@pytest.mark.parametrize("name, bad", [("W1", np.nan), ("b2", np.inf), ("var", -np.inf),
+                                       ("shift", np.nan)])
+def test_non_finite_weights_are_refused_naming_the_file(tmp_path, name, bad):
+    pol = P.init(np.random.default_rng(0), 5, 2, hidden=3)
+    path = str(tmp_path / "p")
+    npz_path, _ = P.save(path, pol)
+    arrays = dict(np.load(npz_path))
+    arrays[name].flat[0] = bad
+    np.savez(npz_path, **arrays)
+    with pytest.raises(ValueError, match=f"{re.escape(npz_path)}.*{name}"):
+        P.load(path)

@@ -1,5 +1,8 @@
 """Tests of python -m paper_figures.validate: settings, the table, errors."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +29,101 @@ def test_settings_reach_nested_configurations_and_parse_their_values():
 def test_bad_settings_raise_naming_the_setting(setting, word):
     with pytest.raises(ValueError, match=word):
         validate.configure(fig3_neural_net.FULL, [setting])
+
+
+@pytest.mark.parametrize("text, value", [("false", False), ("False", False), ("no", False),
+                                         ("off", False), ("0", False), ("true", True),
+                                         ("YES", True), ("on", True), ("1", True)])
+def test_switches_read_as_booleans(text, value):
+    cfg = validate.configure(fig3_neural_net.FULL, [f"gps.symmetric={text}", f"stabilise={text}"])
+    assert cfg.gps.symmetric is value and cfg.stabilise is value
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("gps.symmetric=maybe", ["gps.symmetric", "true or false"]),
+    ("stabilise=", ["stabilise", "true or false"]),
+    ("gps=5", ["gps", "gps.KEY=VALUE", "symmetric"]),
+    ("gps.h.x=1", ["gps.h", "single setting"]),
+    ("seed=abc", ["seed", "integer"]),
+    ("seed=1.5", ["seed", "integer"]),
+    ("seed=-1", ["seed", ">= 0"]),
+    ("n_train=-4", ["n_train", ">= 1"]),
+    ("steps=0", ["steps", ">= 1"]),
+    ("n_test=0", ["n_test", ">= 1"]),
+    ("family=nosuch", ["family", "logistic_regression"]),
+    ("gps.kl_step=abc", ["gps.kl_step", "number"]),
+    ("gps.kl_step=nan", ["gps.kl_step", "finite"]),
+    ("gps.activation=tanh", ["activation", "softplus"]),
+    ("panels=0,x", ["panels", "integer"]),
+    ("panels=0,6", ["panels", "0..5"]),
+    ("gps.hh=2", ["gps.hh", "gps.symmetric"]),
+])
+def test_bad_values_are_refused_naming_the_key_and_what_it_takes(setting, words):
+    with pytest.raises(ValueError) as err:
+        validate.configure(fig3_neural_net.QUICK, [setting])
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_values_take_their_fields_types():
+    cfg = validate.configure(fig3_neural_net.QUICK, ["gps.kl_step=1", "panels=2,3", "seed=7",
+                                                     "gps.dynamics_fit.x0_var_floor=1e-3"])
+    assert type(cfg.gps.kl_step) is float and cfg.panels == (2, 3) and type(cfg.seed) is int
+    assert cfg.gps.dynamics_fit.x0_var_floor == 1e-3
+
+
+def test_settings_are_checked_together_whatever_their_order():
+    from paper_figures import sl_vs_rl
+    for order in (["sl.T=50", "steps=60"], ["steps=60", "sl.T=50"]):
+        cfg = validate.configure(sl_vs_rl.QUICK, order)
+        assert (cfg.sl.T, cfg.steps) == (50, 60)
+    with pytest.raises(ValueError, match="steps"):
+        validate.configure(sl_vs_rl.QUICK, ["sl.T=50"])       # beyond the test horizon
+    cfg = validate.configure(fig3_neural_net.QUICK, ["gps.h=30", "gps.H=30"])
+    assert cfg.gps.h == 30
+
+
+def _run_cli(*args):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.run([sys.executable, "-m", "paper_figures.validate", *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["fig1_logistic", "--quick", "gps.symmetric=maybe"], "gps.symmetric"),
+    (["fig1_logistic", "--quick", "gps=5"], "gps"),
+    (["fig1_logistic", "--quick", "steps=0"], "steps"),
+    (["fig1_logistic", "--quick", "family=nosuch"], "family"),
+    (["fig1_logistic", "--quick", "--n", "0"], "--n"),
+    (["nosuch", "--quick"], "nosuch"),
+    (["fig1_logistic", "--quick", "--n", "2", "--json", "/proc/no/such/v.json"], "--json"),
+    (["fig1_logistic", "--quick", "--n", "2", "--json", "."], "--json"),
+    (["fig1_logistic", "--quick", "--n", "2", "--cache", "/proc/no/such"], "--cache"),
+])
+def test_cli_mistakes_are_one_line_exit_2_before_any_work(argv, word, monkeypatch, capsys):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the evaluation ran")
+    monkeypatch.setattr(validate, "evaluate", no_work)
+    monkeypatch.setattr(validate._train, "Context", no_work)
+    with pytest.raises(SystemExit) as stop:
+        validate.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and word in err, err
+
+
+def test_cli_module_refuses_a_bad_switch_without_traceback():
+    run = _run_cli("fig1_logistic", "--quick", "--n", "2", "gps.symmetric=maybe")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+def test_help_lists_every_figure_with_a_description(capsys):
+    with pytest.raises(SystemExit) as stop:
+        validate.main(["--help"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0
+    listing = out[out.index("figures:"):].splitlines()[1:]
+    assert [line.split()[0] for line in listing] == list(validate.FIGURES)
+    assert all(len(line.split()) > 3 for line in listing)
 
 
 def test_quick_validation_table(tmp_path, capsys):

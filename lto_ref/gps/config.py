@@ -6,6 +6,7 @@ configuration a result depends on (what identifies a checkpoint or a cached poli
 """
 import dataclasses
 
+from lto_ref import policy
 from lto_ref.gps import dynamics, gmm
 
 __all__ = ["Config", "config_record"]
@@ -57,7 +58,8 @@ class Config:
         for name in ("kl_step", "init_eta", "nu0", "init_var", "sstep_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name, allowed in (("init_form", ("recursive", "truncated")),
+        for name, allowed in (("activation", policy.ACTIVATIONS),
+                              ("init_form", ("recursive", "truncated")),
                               ("init_offset", ("zero", "x0")),
                               ("init_grid", ("released", "wide")),
                               ("badmm_target", ("code", "derivation"))):
