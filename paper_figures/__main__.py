@@ -25,24 +25,35 @@ import concurrent.futures
 import dataclasses
 import importlib
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from paper_figures import FIGURES, _cache, _claims, _train
+from paper_figures import DESCRIPTIONS, FIGURES, _cache, _claims, _preflight, _train
+
+PROG = "python -m paper_figures"
+DESCRIPTION = """Regenerates the papers' figures, meta-training included: OUT/NAME.png, .pdf, .json
+and OUT/CLAIMS.md. Trained policies and results are cached in OUT/cache, so a rerun re-plots at
+once and an interrupted run resumes (one run at a time per OUT). Paper 2's figures need data:
+`python -m lto_ref.data info` says which sets are found."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):                       # one line and exit code 2, no usage dump
-        print(f"python -m paper_figures: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
 def _parse(argv):
-    p = _Parser(prog="python -m paper_figures", description=__doc__,
+    width = max(map(len, FIGURES))
+    p = _Parser(prog=PROG, description=DESCRIPTION,
+                epilog="figures (default: all):\n" + "\n".join(
+                    f"  {n:<{width}}  {d}" for n, d in DESCRIPTIONS.items()),
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("names", nargs="*", metavar="NAME", help=f"figures (default all): {FIGURES}")
+    p.add_argument("names", nargs="*", metavar="NAME", help="figures to make (listed below)")
     p.add_argument("--quick", action="store_true", help="tiny configurations (about a minute)")
     p.add_argument("--out", default="figures", help="output folder (default ./figures)")
     p.add_argument("--seed", type=int, default=0, help="meta-training seed (default 0)")
@@ -58,14 +69,11 @@ def _parse(argv):
         p.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.seed < 0:
         p.error(f"--seed must be >= 0, got {args.seed}")
-    try:
-        os.makedirs(os.path.join(args.out, "cache"), exist_ok=True)
-        probe = os.path.join(args.out, ".write-test")
-        with open(probe, "w") as fh:
-            fh.write("ok")
-        os.remove(probe)
-    except OSError as err:
-        p.error(f"--out {args.out!r} is not writable ({err.strerror or err})")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        p.error(f"--data-dir {args.data_dir!r} is not a folder")
+    problem = _preflight.unwritable(args.out)
+    if problem:
+        p.error(problem)
     return args
 
 
@@ -95,15 +103,28 @@ def _order(job):
 
 
 def _pretrain(names, args, ctx, pool):
-    """Every training the figures need, several at once (each in one process of the pool)."""
+    """Every training the figures need, several at once (each in one process of the pool);
+    the ones already in the cache are only counted."""
     jobs = []
     for name in names:
         module, cfg = _config(name, args)
         jobs += [j for j in module.trainings(cfg, ctx) if j not in jobs]
-    jobs.sort(key=_order)
-    print(f"training {len(jobs)} policies, {args.jobs} at a time", file=sys.stderr, flush=True)
-    for kind, family in pool.map(_train.run_job, jobs):
-        print(f"  trained: {kind} on {family}", file=sys.stderr, flush=True)
+    todo = sorted(jobs if args.retrain else [j for j in jobs if not _train.is_cached(j)],
+                  key=_order)
+    if len(todo) < len(jobs):
+        _say(f"loaded {len(jobs) - len(todo)} trained policies from the cache")
+    if not todo:
+        return
+    _say(f"training {len(todo)} policies, {args.jobs} at a time")
+    start = time.perf_counter()
+    for k, (kind, family) in enumerate(pool.map(_train.run_job, todo), 1):
+        left = (time.perf_counter() - start) / k * (len(todo) - k)
+        _say(f"  trained {k}/{len(todo)}: {kind} on {family}"
+             + (f" (about {left:.0f} s left)" if k < len(todo) else ""))
+
+
+def _say(text):
+    print(text, file=sys.stderr, flush=True)
 
 
 def _figure(name, args, ctx):
@@ -124,36 +145,73 @@ def _figure(name, args, ctx):
           file=sys.stderr, flush=True)
 
 
+def _needs(names, args):
+    """{data set: [figures]} of the selected figures."""
+    needs = {}
+    for name in names:
+        for data_set in _preflight.data_sets(_config(name, args)[1]):
+            needs.setdefault(data_set, []).append(name)
+    return needs
+
+
+def _run(names, args, ctx):
+    if args.jobs > 1:
+        with concurrent.futures.ProcessPoolExecutor(args.jobs,
+                                                    initializer=_train.worker_init) as pool:
+            _pretrain(names, args, ctx, pool)
+            # the pool has just (re)trained everything; it now scores grids of settings
+            ctx = ctx._replace(retrain=False, map_fn=pool.map)
+            for name in names:
+                _figure(name, args, ctx)
+    else:
+        for name in names:
+            _figure(name, args, ctx)
+    with open(os.path.join(args.out, "CLAIMS.md"), "w") as fh:
+        fh.write(_claims.markdown(_claims.collect(args.out, args.quick)))
+
+
+def _fail(message, code):
+    print(f"{PROG}: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    return code
+
+
 def main(argv=None):
     args = _parse(sys.argv[1:] if argv is None else argv)
     import matplotlib
     matplotlib.use("Agg")
     names = args.names or list(FIGURES)
-    ctx = _train.Context(cache=os.path.join(args.out, "cache"), retrain=args.retrain,
-                         data_dir=args.data_dir, jobs=args.jobs)
+    try:
+        held = _preflight.lock(args.out)
+    except _preflight.Busy as err:
+        return _fail(err, 2)
     start = time.perf_counter()
     try:
-        if args.jobs > 1:
-            with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
-                _pretrain(names, args, ctx, pool)
-                # the pool has just (re)trained everything; it now scores grids of settings
-                ctx = ctx._replace(retrain=False, map_fn=pool.map)
-                for name in names:
-                    _figure(name, args, ctx)
-        else:
-            for name in names:
-                _figure(name, args, ctx)
+        missing = _preflight.missing_data(_needs(names, args), args.data_dir)
+        if missing:
+            return _fail(missing, 2)
+        _run(names, args, _train.Context(cache=os.path.join(args.out, "cache"),
+                                         retrain=args.retrain, data_dir=args.data_dir,
+                                         jobs=args.jobs))
+    except KeyboardInterrupt:
+        for child in multiprocessing.active_children():
+            child.terminate()
+        return _fail("interrupted; what was finished is cached, run again to resume", 130)
+    except BrokenProcessPool:
+        return _fail("a worker process died (out of memory?); run again to resume", 1)
     except LookupError as err:                      # a data set that is nowhere to be found
         if isinstance(err, (KeyError, IndexError)):  # … not a programming error
             raise
-        print(f"python -m paper_figures: {err}", file=sys.stderr)
-        return 2
-    with open(os.path.join(args.out, "CLAIMS.md"), "w") as fh:
-        fh.write(_claims.markdown(_claims.collect(args.out, args.quick)))
-    print(f"all done in {time.perf_counter() - start:.0f} s; figures and CLAIMS.md in "
-          f"{args.out}", file=sys.stderr)
+        return _fail(err, 2)
+    except (OSError, ValueError) as err:            # files, permissions, malformed data
+        return _fail(err, 1)
+    finally:
+        held.close()
+    _say(f"all done in {time.perf_counter() - start:.0f} s; figures and CLAIMS.md in {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:                       # before or after the run's own handler
+        sys.exit(_fail("interrupted", 130))

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from lto_ref import io, l2l, lstm_policy, optimizers
+from lto_ref import benchmark, io, l2l, lstm_policy, optimizers
 from lto_ref.gps import coordinatewise
 from paper_figures import _cache, _paper2, _train
 
@@ -105,10 +105,16 @@ def _runs(jobs, ctx):
     paths = [os.path.join(ctx.cache, "runs", f"run_{_cache.digest(job)}") for job in jobs]
     results = [None if ctx.retrain else _read_run(path) for path in paths]
     todo = [k for k, r in enumerate(results) if r is None]
-    for k, result in zip(todo, ctx.map_fn(evaluate, [jobs[k] for k in todo])):
+    if len(todo) < len(jobs):
+        _train.say(ctx, f"  loaded {len(jobs) - len(todo)} test runs from the cache")
+    report = (benchmark.progress("  test runs done:", len(todo),
+                                 lambda job: f"{job[0].data}, seed {job[3]}")
+              if ctx.progress else lambda i, job: None)
+    for i, (k, result) in enumerate(zip(todo, ctx.map_fn(evaluate, [jobs[k] for k in todo]))):
         curves, stopped, its, (title, source) = results[k] = result
         io.save_arrays(paths[k], {**{f"curve_{m}": c for m, c in curves.items()}, "its": its},
                        {"stopped": stopped, "title": title, "source": source})
+        report(i, jobs[k])
     return results
 
 

@@ -97,23 +97,26 @@ def tune_baselines(problem, obj, seeds, *, names=BASELINES, map_fn=map, report=N
     return best, tables
 
 
-def run_methods(problem, obj, methods, seeds):
+def run_methods(problem, obj, methods, seeds, report=None):
     """True-objective curves {name: (K, S)}, the steps at which the runs stopped {name: (S,)
     int} and the recorded iterations (K,) of S = len(seeds) runs. A run that met a non-finite
     value is frozen at its last finite iterate and stopped at that step (``problem.steps`` if
     it never did), so it diverged iff stopped < problem.steps (``rollout.MinibatchTrace``).
 
     methods : {name: optimizers.Optimizer}; each seed is its own run (its own stream and x⁽⁰⁾).
+    report : optional ``report(i, seed)`` after the i-th seed's runs.
     """
     minibatch, full = _losses(obj)
     curves, stopped, its = {name: [] for name in methods}, {name: [] for name in methods}, None
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         batches, x0 = stream(problem, obj, seed)
         for name, opt in methods.items():
             trace = rollout.run_minibatch(opt, minibatch, batches, full, x0, every=problem.every)
             curves[name].append(trace.fs[:, 0])
             stopped[name].append(int(trace.stopped[0]))
             its = trace.its
+        if report is not None:
+            report(i, seed)
     return ({k: np.stack(v, axis=1) for k, v in curves.items()},
             {k: np.array(v) for k, v in stopped.items()}, its)
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from typing import NamedTuple
@@ -22,8 +23,7 @@ from lto_ref import benchmark, gps, io, policy as policy_lib, supervised
 from lto_ref.analysis import stabilise
 
 __all__ = ["Context", "say", "gps_policy", "supervised_policy", "l2l_params", "tuned_baselines",
-           "learned_policy",
-           "run_job"]
+           "learned_policy", "run_job", "is_cached", "worker_init", "NotCached"]
 
 
 class Context(NamedTuple):
@@ -36,6 +36,36 @@ class Context(NamedTuple):
     progress: bool = True
     data_dir: object = None
     jobs: int = 1
+    load_only: bool = False      # raise NotCached instead of training (``is_cached``)
+
+
+class NotCached(Exception):
+    """A training ``ctx.load_only`` forbade: its result is not in the cache."""
+
+
+def _need_training(ctx, name):
+    if ctx.load_only:
+        raise NotCached(name)
+
+
+def worker_init():
+    """A pool worker leaves on Ctrl-C (sent to every process of the run) at once and silently:
+    files are written atomically, so the cache stays as sound as after a SIGKILL."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
+
+def _resuming(train, checkpoint):
+    """``train()``, and once more from scratch if it stops at an unreadable checkpoint under
+    ``checkpoint`` (the trainers raise ValueError naming the file), with a one-line warning."""
+    try:
+        return train()
+    except ValueError as err:
+        if checkpoint not in str(err):
+            raise
+        print(f"warning: discarding the checkpoint {checkpoint}, which cannot be resumed "
+              f"({str(err).splitlines()[0]}); training from scratch", file=sys.stderr, flush=True)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        return train()
 
 
 def _name(kind, family, x0, cfg, seed):
@@ -89,14 +119,16 @@ def gps_policy(family, problems, x0, cfg, seed, ctx, *, stabilised=False):
     checkpoint = os.path.join(ctx.cache, "checkpoints", name)
     found = None if ctx.retrain else _load(path)
     if found is None:
+        _need_training(ctx, name)
         if ctx.retrain:
             shutil.rmtree(checkpoint, ignore_errors=True)
         say(ctx, f"  GPS ({cfg.algorithm}) on {x0.shape[0]} {family.name} functions, "
                   f"{cfg.iterations} iterations")
         callback = (benchmark.progress(f"  GPS {family.name}", cfg.iterations,
                                        benchmark.describe_gps) if ctx.progress else None)
-        pol, log = gps.train(family, problems, x0, cfg, seed=seed, map_fn=ctx.map_fn,
-                             checkpoint_dir=checkpoint, callback=callback)
+        pol, log = _resuming(lambda: gps.train(family, problems, x0, cfg, seed=seed,
+                                               map_fn=ctx.map_fn, checkpoint_dir=checkpoint,
+                                               callback=callback), checkpoint)
         found = _store(path, pol, log, "gps_log", family=family.name,
                        method=f"gps-{cfg.algorithm}", seed=seed, H=cfg.H)
         _discard(checkpoint)
@@ -108,6 +140,7 @@ def _stabilised(family, problems, x0, cfg, found, path, ctx):
     pol, log = found
     if not ctx.retrain and (done := _load(path + "_stabilised")) is not None:
         return done[0], log
+    _need_training(ctx, path + "_stabilised")
     start = time.perf_counter()
     new, info = stabilise.stabilise(pol, family, problems, x0, H=cfg.H, h=cfg.h, T=cfg.T)
     r = info["r"]
@@ -128,6 +161,7 @@ def supervised_policy(family, problems, x0, cfg, seed, ctx):
     path = os.path.join(ctx.cache, "policies", name)
     if not ctx.retrain and (found := _load(path)) is not None:
         return found
+    _need_training(ctx, name)
     callback = (benchmark.progress("  supervised", cfg.iterations, lambda row: f"J {row.J:.4f}",
                                    every=100) if ctx.progress else None)
     pol, log = supervised.train(family, problems, x0, cfg, seed=seed, callback=callback)
@@ -150,6 +184,7 @@ def l2l_params(problem, cfg, seed, ctx):
             return l2l.load(path)[0], io.load_arrays(path + "_log")[0]
         except ValueError:
             pass
+    _need_training(ctx, path)
     say(ctx, f"  L2LBGDBGD on {obj.name}: {cfg.epochs} epochs ({obj.description})")
     callback = (benchmark.progress("  L2LBGDBGD unroll", cfg.epochs * (cfg.T // cfg.unroll),
                                    lambda row: f"meta-loss {row.loss:.3f}", every=100)
@@ -176,6 +211,7 @@ def tuned_baselines(problem, seeds, ctx):
             return meta["tuned"], {k: [tuple(r) for r in v] for k, v in meta["tables"].items()}
         except (ValueError, KeyError):
             pass
+    _need_training(ctx, path)
     say(ctx, f"  tuning the baselines on {obj.name} ({obj.description})")
     best, tables = _paper2.tune_baselines(
         problem, obj, seeds, map_fn=ctx.map_fn,
@@ -204,6 +240,7 @@ def learned_policy(problem, cfg, seed, ctx, *, x0_seed=200):
             return lstm_policy.load(path)[0], io.load_arrays(path + "_log")[0]
         except ValueError:
             pass
+    _need_training(ctx, name)
     checkpoint = os.path.join(ctx.cache, "checkpoints", name)
     if ctx.retrain:
         shutil.rmtree(checkpoint, ignore_errors=True)
@@ -212,8 +249,9 @@ def learned_policy(problem, cfg, seed, ctx, *, x0_seed=200):
     callback = (benchmark.progress("  GPS (LSTM optimizer)", cfg.iterations,
                                    benchmark.describe_gps) if ctx.progress else None)
     x0 = _paper2.start(obj.net, [x0_seed])[0]
-    pol, log = nn_trainer.train(obj.net, (obj.inputs, obj.labels), x0, cfg, seed=seed,
-                                map_fn=ctx.map_fn, checkpoint_dir=checkpoint, callback=callback)
+    pol, log = _resuming(lambda: nn_trainer.train(
+        obj.net, (obj.inputs, obj.labels), x0, cfg, seed=seed, map_fn=ctx.map_fn,
+        checkpoint_dir=checkpoint, callback=callback), checkpoint)
     arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}
     io.save_arrays(path + "_log", arrays, {"kind": "lstm_gps_log"})
     lstm_policy.save(path, pol, data=obj.description, seed=seed, x0_seed=x0_seed)
@@ -234,8 +272,8 @@ def run_job(job):
         (l2l_params if kind == "l2l" else tuned_baselines)(*args, ctx)
         return kind, args[0].data
     if kind == "lstm_gps":
-        if ctx.jobs > 1:
-            with concurrent.futures.ProcessPoolExecutor(ctx.jobs) as pool:
+        if ctx.jobs > 1 and not ctx.load_only:
+            with concurrent.futures.ProcessPoolExecutor(ctx.jobs, initializer=worker_init) as pool:
                 learned_policy(*args, ctx._replace(map_fn=pool.map))
         else:
             learned_policy(*args, ctx)
@@ -249,3 +287,13 @@ def run_job(job):
     else:
         supervised_policy(family, train, x0, *rest, ctx)
     return kind, family_name
+
+
+def is_cached(job):
+    """Whether ``run_job(job)`` would only read the cache (no training)."""
+    kind, ctx, *args = job
+    try:
+        run_job((kind, ctx._replace(load_only=True, progress=False, retrain=False), *args))
+    except NotCached:
+        return False
+    return True

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from lto_ref import l2l, optimizers
+from lto_ref import benchmark, l2l, optimizers
 from paper_figures import _claims, _paper2, _train
 
 __all__ = ["Config", "FULL", "QUICK", "trainings", "compute", "plot", "plotted"]
@@ -54,7 +54,9 @@ def compute(cfg, ctx):
         obj = mnist if name == "mnist" else _paper2.objective(problem, ctx.data_dir)
         if obj is not mnist:
             _train.say(ctx, f"  data {obj.description}")
-        curves, stopped, its = _paper2.run_methods(problem, obj, methods, cfg.seeds)
+        report = (benchmark.progress(f"  {obj.name} runs of every method:", len(cfg.seeds),
+                                     lambda seed: f"seed {seed}") if ctx.progress else None)
+        curves, stopped, its = _paper2.run_methods(problem, obj, methods, cfg.seeds, report)
         arrays[f"{name}_curves"] = np.stack([curves[m] for m in METHODS])     # (K_m, T', S)
         arrays[f"{name}_diverged"] = np.stack([stopped[m] < problem.steps
                                                 for m in METHODS]).astype(float)
