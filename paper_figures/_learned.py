@@ -9,7 +9,10 @@ stream, and plots the mean true objective (recorded every ``every`` steps) again
 The evaluation grid (data set × seed, every method in one job) goes through ``ctx.map_fn``.
 """
 import dataclasses
+import functools
 import os
+import sys
+import time
 
 import numpy as np
 
@@ -83,19 +86,25 @@ def _build(name, kind, payload, net):
     return optimizers.by_name(name, **payload)
 
 
-def evaluate(job):
+def evaluate(job, progress=False):
     """One test run of every method: job = (problem, data_dir, spec, seed) → (curves {name:
     (K,)}, the step each run stopped at {name: int} (problem.steps if it never diverged),
     recorded iterations (K,), the data's title and source). Module level, so a process pool
-    (or a cluster's executor) can run it."""
+    (or a cluster's executor) can run it; with ``progress`` it prints a line (stderr) as each
+    method's run ends."""
     problem, data_dir, spec, seed = job
     obj = _paper2.objective(problem, data_dir)
-    methods = {name: _build(name, kind, payload, obj.net) for name, (kind, payload) in
-               spec.items()}
-    curves, stopped, its = _paper2.run_methods(problem, obj, methods, [seed])
-    return ({k: v[:, 0] for k, v in curves.items()}, {k: int(v[0]) for k, v in
-                                                       stopped.items()}, its,
-            (obj.name, obj.description))
+    curves, stopped, t0 = {}, {}, time.perf_counter()
+    for i, (name, (kind, payload)) in enumerate(spec.items()):
+        opt = _build(name, kind, payload, obj.net)
+        c, s, its = _paper2.run_methods(problem, obj, {name: opt}, [seed])
+        curves[name], stopped[name] = c[name][:, 0], int(s[name][0])
+        if progress:
+            left = (time.perf_counter() - t0) / (i + 1) * (len(spec) - i - 1)
+            print(f"    {problem.data}, seed {seed}: {_paper2.LABELS[name]} done ({i + 1}/"
+                  f"{len(spec)}; this run's methods about {left:.0f} s left)", file=sys.stderr,
+                  flush=True)
+    return curves, stopped, its, (obj.name, obj.description)
 
 
 def _runs(jobs, ctx):
@@ -110,7 +119,8 @@ def _runs(jobs, ctx):
     report = (benchmark.progress("  test runs done:", len(todo),
                                  lambda job: f"{job[0].data}, seed {job[3]}")
               if ctx.progress else lambda i, job: None)
-    for i, (k, result) in enumerate(zip(todo, ctx.map_fn(evaluate, [jobs[k] for k in todo]))):
+    work = functools.partial(evaluate, progress=ctx.progress)
+    for i, (k, result) in enumerate(zip(todo, ctx.map_fn(work, [jobs[k] for k in todo]))):
         curves, stopped, its, (title, source) = results[k] = result
         io.save_arrays(paths[k], {**{f"curve_{m}": c for m, c in curves.items()}, "its": its},
                        {"stopped": stopped, "title": title, "source": source})

@@ -226,3 +226,56 @@ def test_training_keeps_the_policy_of_its_lowest_logged_cost():
     assert same(last, best) == (i == cfg.iterations - 1)
     with pytest.raises(ValueError, match="keep"):
         dataclasses.replace(cfg, keep="first")
+
+
+def test_selection_on_fresh_runs_keeps_the_iteration_with_their_lowest_mean_cost():
+    """With select_runs, each iteration's policy is scored by the mean Σ_t f of its own runs
+    from fresh x⁽⁰⁾ and streams, computed here with the LSTM optimizer in a plain loop, and the
+    iteration of the lowest score is the policy returned."""
+    import dataclasses
+    from lto_ref.gps import nn_trainer
+    net, data, x0 = _problem()
+    cfg = dataclasses.replace(CFG, iterations=3, gamma_grid=(0.01, 0.1), select_runs=2)
+    best, log = nn_trainer.train(net, data, x0, cfg, seed=2)
+    assert np.all(np.isfinite(log.select_cost))
+    i = int(np.argmin(log.select_cost))
+    cut, _ = nn_trainer.train(net, data, x0, dataclasses.replace(cfg, iterations=i + 1,
+                                                                 keep="last"), seed=2)
+    rng = np.random.default_rng(np.random.SeedSequence([2, 2**31 + 2]))
+    x0s = 0.1 * rng.standard_normal((2, net.dim))
+    total = []
+    for x in x0s:
+        batches = nets.minibatches(rng, 30, cfg.batch, cfg.T)
+        opt = lstm_policy.optimizer(cut, lstm_policy.ranges(net), cfg.sstep.dtype)
+        state, z, s = opt.init(x[None]), x[None], 0.0
+        for t in range(cfg.T):
+            s += nets.loss(net, z, *data)[0]
+            b = batches[t]
+            f, g = autodiff.value_and_grad(lambda w: nets.loss(net, w, data[0][b], data[1][b]), z)
+            u, state = opt.step(state, z, f, g)
+            z = z + u
+        total.append(s)
+    np.testing.assert_allclose(log.select_cost[i], np.mean(total), rtol=1e-9)
+    for a, b in zip(best.cells + best.outs, cut.cells + cut.outs):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+    with pytest.raises(ValueError, match="select_runs"):
+        dataclasses.replace(cfg, select_runs=-1)
+
+
+def test_selection_follows_the_fresh_runs_score_not_the_logged_cost(monkeypatch):
+    import dataclasses
+    from lto_ref.gps import nn_trainer
+    net, data, x0 = _problem()
+    cfg = dataclasses.replace(CFG, iterations=3, gamma_grid=(0.01, 0.1))
+    _, log = nn_trainer.train(net, data, x0, cfg, seed=2)
+    want = (int(np.argmin(log.policy_cost)) + 1) % 3        # not the logged cost's choice
+    scores = iter([0.0 if k == want else 1.0 + k for k in range(3)])
+    monkeypatch.setattr(CW, "select_cost", lambda *args: next(scores))
+    best, log2 = nn_trainer.train(net, data, x0, dataclasses.replace(cfg, select_runs=1), seed=2)
+    cut, _ = nn_trainer.train(net, data, x0, dataclasses.replace(cfg, iterations=want + 1,
+                                                                 keep="last"), seed=2)
+    assert int(np.argmin(log2.select_cost)) == want
+    for a, b in zip(best.cells + best.outs, cut.cells + cut.outs):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)

@@ -15,7 +15,7 @@ import numpy as np
 from lto_ref import lstm_policy, nets, nn_features, rollout
 from lto_ref.gps import badmm, coordinates, dynamics, gmm, iteration, lstm_sstep, pibar
 
-__all__ = ["Config", "init_state", "sample", "iteration_step", "policy_cost"]
+__all__ = ["Config", "init_state", "sample", "iteration_step", "policy_cost", "select_cost"]
 
 
 TEACHERS = ("", "gd", "adagrad", "rmsprop", "adam")   # "": γ from gamma_grid
@@ -46,6 +46,8 @@ class Config:
     cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
     cost_model: str = "steps"        # ``coordinates.quadratize_steps``, or "expansion" (120)
     keep: str = "best"               # the policy ``nn_trainer.train`` returns: "best" or "last"
+    select_runs: int = 0             # "best" by the mean Σ_t f of this many runs from fresh x⁽⁰⁾
+                                     # and streams (``select_cost``); 0: the logged run's
     chunks: int = dataclasses.field(default=2, metadata={"identity": False})   # π̄, C-step blocks
     sample_chunks: int = dataclasses.field(default=2, metadata={"identity": False})
     badmm_target: str = "code"
@@ -60,9 +62,10 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.cost_points, bool) or not isinstance(self.cost_points, int) or \
-                self.cost_points < 0:
-            raise ValueError(f"cost_points must be an integer >= 0, got {self.cost_points!r}")
+        for name in ("cost_points", "select_runs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         for name in ("kl_step", "init_eta", "nu0", "dual_rate", "init_gamma", "init_var",
@@ -106,6 +109,18 @@ def policy_cost(net, data, x0, policy, batches, dtype="float64", features=nn_fea
         functools.partial(nets.minibatch_loss, net, inputs, labels), batches,
         functools.partial(nets.loss, net, inputs=inputs, labels=labels), x0[None])
     return float(trace.fs[:-1, 0].sum())
+
+
+def select_cost(net, data, policy, cfg, seed):
+    """The mean Σ_{t<T} f(x_t) of the policy's mean steps over ``cfg.select_runs`` runs on the
+    net's objective, each from its own x⁽⁰⁾ ~ N(0, 0.1²) and minibatch stream, all drawn from
+    ``SeedSequence([seed, 2**31 + 2])`` (the same runs at every iteration); inf if one diverges."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 + 2]))
+    x0s = nets.init(rng, net, cfg.select_runs)
+    costs = [policy_cost(net, data, x0, policy,
+                         nets.minibatches(rng, len(data[1]), cfg.batch, cfg.T), cfg.sstep.dtype,
+                         cfg.features) for x0 in x0s]
+    return float(np.mean(costs)) if np.all(np.isfinite(costs)) else float("inf")
 
 
 def _step_mult(state, net, realized, cfg):
@@ -183,6 +198,8 @@ def iteration_step(state, net, data, x0, cfg, seed, *, map_fn=map):
         policy_cost=policy_cost(net, data, x0, st.policy, batches[:cfg.T], cfg.sstep.dtype,
                                 cfg.features),
         kl=kl, eta=st.eta, step_mult=st.step_mult, nu=st.nu.mean(1), sstep_loss=loss,
-        diverged=int((~np.isfinite(runs.fs[:, -1])).sum()), seconds=time.perf_counter() - t0)
+        diverged=int((~np.isfinite(runs.fs[:, -1])).sum()), seconds=time.perf_counter() - t0,
+        select_cost=(select_cost(net, data, st.policy, cfg, seed) if cfg.select_runs
+                     else float("nan")))
     return st._replace(iteration=i + 1), row
 

@@ -14,7 +14,9 @@ gives; the checkpoint is removed at the end. Progress goes through ``callback(i,
 
 The policy returned is, with ``config.keep == "best"``, that of the iteration with the lowest
 ``log.policy_cost`` (Σ_t f of the policy on that iteration's training minibatches; its S-steps
-are noisy from one iteration to the next), with "last" the final one.
+are noisy from one iteration to the next), or with ``config.select_runs`` > 0 the lowest
+``log.select_cost`` (the mean over that many runs from fresh x⁽⁰⁾ and streams,
+``coordinatewise.select_cost``); with "last" the final one.
 """
 import functools
 import hashlib
@@ -165,9 +167,9 @@ def train(net, data, x0, config=coordinatewise.Config(), seed=0, *, map_fn=map,
     def step(tracked):
         st, row = coordinatewise.iteration_step(tracked.gps, net, data, x0, config, seed,
                                                 map_fn=map_fn)
-        better = np.isfinite(row.policy_cost) and (tracked.best_cost is None
-                                                   or row.policy_cost < tracked.best_cost)
-        best, best_cost = ((st.policy, float(row.policy_cost)) if better
+        score = row.select_cost if config.select_runs else row.policy_cost
+        better = np.isfinite(score) and (tracked.best_cost is None or score < tracked.best_cost)
+        best, best_cost = ((st.policy, float(score)) if better
                            else (tracked.best, tracked.best_cost))
         return Tracked(st.iteration, st, best, best_cost), row
 
