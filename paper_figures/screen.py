@@ -1,4 +1,5 @@
-"""python -m paper_figures.screen [DESIGN ...] [--seeds S ...] [--steps T] [--json FILE] [--quick]
+"""python -m paper_figures.screen [DESIGN ...] [--train [--set KEY=VALUE ...] [--gps-seed N]
+                                [--cache DIR]] [--seeds S ...] [--steps T] [--json FILE] [--quick]
 
 The controller screen: a feature design for paper 2's learned optimizer is checked in a minute,
 before any meta-training. For each design (``nn_features.Features`` written as
@@ -12,6 +13,12 @@ AdaGrad's and Adam's on the same runs. A policy regressed onto the controllers i
 they can do, so a design whose controllers diverge or trail AdaGrad here is not worth a
 meta-training.
 
+With --train it also meta-trains the LSTM optimizer by GPS for each design (the default
+settings, ``--set KEY=VALUE`` changing fields of ``coordinatewise.Config``, e.g. ``noise=0.3
+select_runs=3``; designs go before --set) and screens the kept policy on the same runs, so a
+design can be compared with the paper's features on held-out MNIST runs before any figure is
+made. Policies are kept in --cache (default: a temporary folder, removed at the end).
+
 The baselines' tuned settings are read from paper_figures/results/paper2_baselines.json.
 """
 import os
@@ -23,13 +30,14 @@ import concurrent.futures
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 from lto_ref import lstm_policy, nn_features, optimizers
 from lto_ref.gps import coordinates, coordinatewise, nn_trainer
-from paper_figures import _paper2
+from paper_figures import _paper2, _settings
 
 __all__ = ["SETTINGS", "parse_design", "controllers", "screen_setting", "main"]
 
@@ -114,25 +122,24 @@ def _table(settings, results, methods):
     return "\n".join(lines)
 
 
-def _train_policies(args, designs, steps):
-    """Meta-train the LSTM optimizer by GPS for each design (cached in args.cache): {design:
-    policy path}. Prints GPS's progress."""
+def _train_policies(args, cache, steps):
+    """Meta-train the LSTM optimizer by GPS for each of args.designs (kept in ``cache``):
+    {design: policy path}. Prints GPS's progress."""
     from lto_ref.benchmark import describe_gps, progress
     from lto_ref.gps import nn_trainer as trainer
-    from paper_figures import validate
     obj = _paper2.objective(_paper2.Problem(steps=steps))
     x0 = _paper2.start(obj.net, [X0_SEED])[0]
     paths = {}
     with concurrent.futures.ProcessPoolExecutor(2) as pool:
-        for text in designs:
-            cfg = validate.configure(dataclasses.replace(
+        for text in args.designs:
+            cfg = _settings.configure(dataclasses.replace(
                 coordinatewise.Config(), T=steps, features=parse_design(text)), args.set)
             if args.quick:
                 cfg = dataclasses.replace(cfg, iterations=1, samples=2, coords=2,
                                           sstep=dataclasses.replace(cfg.sstep, steps=2),
                                           policy=lstm_policy.Config(hidden=4))
             name = f"{text}_seed{args.gps_seed}_" + "_".join(args.set).replace("/", "-")
-            path = os.path.join(args.cache, name.replace("=", "-").replace(",", "+"))
+            path = os.path.join(cache, name.replace("=", "-").replace(",", "+"))
             if not os.path.exists(path + ".json"):
                 print(f"GPS for {text} ({cfg.iterations} iterations, seed {args.gps_seed})",
                       file=sys.stderr)
@@ -162,7 +169,8 @@ def main(argv=None):
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="GPS settings for --train (coordinatewise.Config fields)")
     parser.add_argument("--gps-seed", type=int, default=0, help="meta-training seed (--train)")
-    parser.add_argument("--cache", default="screen_cache", help="where --train keeps policies")
+    parser.add_argument("--cache", default=None,
+                        help="where --train keeps its policies (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="write the table's numbers here")
     parser.add_argument("--quick", action="store_true", help="20 steps, one seed")
     args = parser.parse_args(argv)
@@ -171,17 +179,23 @@ def main(argv=None):
             parse_design(text)
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        _settings.configure(coordinatewise.Config(), args.set)
         with open(TUNED, encoding="utf-8") as fh:
             tuned = json.load(fh)["tuned"]
     except (ValueError, OSError, KeyError) as err:
         print(f"python -m paper_figures.screen: error: {err}", file=sys.stderr)
         return 2
     steps, seeds = (20, args.seeds[:1]) if args.quick else (args.steps, args.seeds)
+    with tempfile.TemporaryDirectory() as scratch:
+        return _screen(args, args.cache or scratch, tuned, steps, seeds)
+
+
+def _screen(args, cache, tuned, steps, seeds):
     spec = {f"controllers {t}": ("controllers", t) for t in args.designs}
     if args.train:
-        os.makedirs(args.cache, exist_ok=True)
+        os.makedirs(cache, exist_ok=True)
         spec.update({f"LSTM {t}": ("policy", p, t) for t, p in
-                     _train_policies(args, args.designs, steps).items()})
+                     _train_policies(args, cache, steps).items()})
     jobs = [(s, spec, tuned, tuple(seeds), steps) for s in SETTINGS]
     t0 = time.perf_counter()
     with concurrent.futures.ProcessPoolExecutor(2) as pool:

@@ -23,6 +23,9 @@ def test_bad_designs_are_one_line_and_exit_2(capsys):
     assert screen.main(["gradient=rms", "--quick"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "gradient" in err
+    assert screen.main(["paper", "--quick", "--train", "--set", "nois=0.3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "'nois'" in err
 
 
 @pytest.mark.slow
