@@ -1,6 +1,6 @@
 """Closed-form Hessians of objective families, where autograd's d Hessian-vector products are slow.
 
-GPS quadratises the cost at every sampled state (docs/method.md (50)): for paper 1's neural net
+GPS quadratises the cost at every sampled state (docs/method.md (60)): for paper 1's neural net
 that is M·N·T = 64,000 points of a 12-parameter network on 100 data points each, where d = 12
 reverse passes through the batched loss dominate a GPS iteration. The two-layer net's Hessian
 has a short closed form (below), exact wherever no hidden unit sits at its ReLU kink.

@@ -105,8 +105,8 @@ def meta_objective(net, policy, objective, x0, steps, *, H=25, variant="code",
 def fit_initial_whitening(policy, objective, x0, steps, *, H=25, variant="code"):
     """``policy`` whitened on observations of tuned-momentum rollouts of the training problems.
 
-    Momentum is tuned on the same problems over the grid of docs/method.md (24) with horizon ``steps``
-    (docs/method.md (91)); observations of all T + 1 iterates are pooled.
+    Momentum is tuned on the same problems by score (23) over the grid (24) of docs/method.md, with
+    horizon ``steps``; observations of all T + 1 iterates are pooled.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # grid-edge notices are irrelevant here

@@ -1,4 +1,4 @@
-"""BADMM duals and step adaptation (docs/method.md (77)–(80); STYLE §6, item 30)."""
+"""BADMM duals and step adaptation (docs/method.md (77)–(80))."""
 import numpy as np
 from hypothesis import given, strategies as st
 

@@ -1,5 +1,4 @@
-"""GPS environment (state layout, exact shift structure, simulation) and the dynamics fit
-(STYLE §6, items 24–25)."""
+"""GPS environment (state layout, exact shift structure, simulation) and the dynamics fit."""
 import functools
 
 import numpy as np

@@ -1,5 +1,5 @@
 """State features: sizes and offsets, zero padding, push as a shift, relative changes, guards
-(STYLE §6, items 8–10; docs/method.md §5)."""
+(docs/method.md §5)."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st

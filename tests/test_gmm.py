@@ -1,4 +1,4 @@
-"""GMM by EM, the NIW prior, MAP Gaussians and conditioning (STYLE §6, items 24–25)."""
+"""GMM by EM, the NIW prior, MAP Gaussians and conditioning."""
 import numpy as np
 import pytest
 import scipy.stats

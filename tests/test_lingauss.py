@@ -1,4 +1,4 @@
-"""Linear-Gaussian controllers: quadratic form, actions, KL divergences (STYLE §6, items 22–23)."""
+"""Linear-Gaussian controllers: quadratic form, actions, KL divergences."""
 import warnings
 
 import numpy as np

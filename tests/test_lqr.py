@@ -1,5 +1,4 @@
-"""LQR C-step: forward marginals, whole-horizon QP oracle, trust-region limits, η search
-(STYLE §6, items 26–29)."""
+"""LQR C-step: forward marginals, whole-horizon QP oracle, trust-region limits, η search."""
 import warnings
 
 import numpy as np

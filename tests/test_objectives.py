@@ -1,4 +1,4 @@
-"""Tests of ``lto_ref.objectives`` (docs/method.md §2; STYLE §6 items 1–7).
+"""Tests of ``lto_ref.objectives`` (docs/method.md §2).
 
 Oracles are written here from the formulas of docs/method.md §2, not from the module: per-point loop references
 of every loss, log 2 at x = 0, the quadratic's and the logistic loss's closed-form gradients,

@@ -1,5 +1,5 @@
 """Baseline optimizers: one step against the textbook formula, degenerate equivalences,
-golden traces derived by hand, and convergence facts on quadratics (STYLE §6, items 11–15)."""
+golden traces derived by hand, and convergence facts on quadratics."""
 import functools
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The figure command: --quick end to end, cache, determinism, bad arguments (STYLE §6, item 33)."""
+"""The figure command: --quick end to end, cache, determinism, bad arguments."""
 import dataclasses
 import json
 import os

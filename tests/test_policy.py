@@ -1,4 +1,4 @@
-"""Policy network, whitening, linearisation and the learned optimizer (STYLE §6, items 16–18)."""
+"""Policy network, whitening, linearisation and the learned optimizer."""
 import functools
 import re
 

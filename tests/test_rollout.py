@@ -1,4 +1,4 @@
-"""Rollout (Algorithm 1), meta-loss, divergence handling and tuning (STYLE §6, items 1, 2, 16, 19)."""
+"""Rollout (Algorithm 1), meta-loss, divergence handling and tuning."""
 import functools
 import warnings
 

@@ -1,5 +1,5 @@
 """S-step: hand-written gradient vs autograd, its Adam vs ``optimizers.adam``, fixed point,
-targets, weights, policy variance (docs/method.md §7.12; STYLE §6, item 30)."""
+targets, weights, policy variance (docs/method.md §7.12)."""
 import autograd.numpy as anp
 import numpy as np
 import pytest

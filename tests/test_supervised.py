@@ -1,5 +1,5 @@
 """Supervised meta-training: meta-gradient vs finite differences, invariants, training lowers the
-meta-loss, non-finite guard (docs/method.md §8; STYLE §6, item 18)."""
+meta-loss, non-finite guard (docs/method.md §8)."""
 import functools
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The learning-to-optimize MDP as GPS sees it (paper 1, §3.4; docs/method.md §7.1, §7.1, §7.1).
+"""The learning-to-optimize MDP as GPS sees it (paper 1, §3.4; docs/method.md §7.1).
 
 State x_t = features of the history (``features.observe``, released-code layout), action u_t = Δx,
 cost f(x_t). The transition is mostly known: every history block of x_{t+1} is an exact shift of

@@ -50,7 +50,7 @@ def _scatter(full, idx, part):
 
 
 def _bracket_step(eta, lo, hi, too_small):
-    """The released rule (docs/method.md (72)): geometric mean of the bracket, at most a factor
+    """The released rule (docs/method.md (71)): geometric mean of the bracket, at most a factor
     10 from its end."""
     return np.where(too_small, np.maximum(np.sqrt(lo * hi), 0.1 * hi),
                     np.minimum(np.sqrt(lo * hi), 10 * lo))

@@ -208,7 +208,7 @@ def _select(st, family, problems, x0, cfg):
 
 
 def badmm_inner(st, samples, dyn, cost, fit_pibar, rng, cfg, ops, map_fn=map, step_mult=None):
-    """Step adaptation and the inner loop of BADMM (docs/method.md §7.4 steps 3–7), for the
+    """Step adaptation and the inner loop of BADMM (docs/method.md §7.4 steps 4–7), for the
     policy class of ``ops``: (state, kl (M,), last S-step loss). A given ``step_mult`` (M,)
     replaces the model-based adaptation (77)–(78)."""
     i, N = st.iteration, samples.X.shape[1]

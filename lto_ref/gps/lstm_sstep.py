@@ -6,9 +6,9 @@ group's samples are blocks (``coordinates.run_blocks``): observations Ψ (G, M, 
 steps of one sample starting at a multiple of L; its LSTM state at the start comes from a forward
 pass of the current policy from t = 0 without gradients (``start_states``). Adam minimises
 
-    (1/2B) Σ_windows Σ_{t in window} P̃_t (μ_θ(Ψ_t | h_start) − μ̃_t)²                 (121)
+    (1/2GB) Σ_windows Σ_{t in window} P̃_t (μ_θ(Ψ_t | h_start) − μ̃_t)²                (121)
 
-over ``batch`` windows per group and step.
+over ``batch`` = B windows per group and step, the G groups' windows in one sum.
 """
 import dataclasses
 from typing import NamedTuple
