@@ -63,7 +63,7 @@ def test_figures_2_to_5_claims_follow_the_curves():
 
 @pytest.mark.slow
 def test_the_evaluation_grid_through_a_pool_equals_the_serial_grid():
-    from lto_ref import data, l2l, lstm_policy
+    from lto_ref import data, l2l, lstm_policy, nn_features
     from paper_figures import _paper2
     try:
         data.find("tfd")
@@ -71,7 +71,7 @@ def test_the_evaluation_grid_through_a_pool_equals_the_serial_grid():
         pytest.skip("no TFD source (python -m lto_ref.data info)")
     rng = np.random.default_rng(0)
     spec = {"learned": ("learned", (lstm_policy.init(rng, 4, lstm_policy.Config(hidden=4)),
-                                    "float32")),
+                                    "float32", nn_features.Features(gradient="adagrad"))),
             "adam": ("baseline", {"lr": 0.01}),
             "l2l": ("l2l", (l2l.init(rng), l2l.Config()))}
     jobs = [(_paper2.Problem(data="tfd", steps=6, every=3), None, spec, seed) for seed in (0, 1)]
