@@ -35,11 +35,11 @@ import time
 
 import numpy as np
 
-from lto_ref import lstm_policy, nn_features, optimizers
-from lto_ref.gps import coordinates, coordinatewise, nn_trainer
+from lto_ref import lstm_policy, nets, nn_features, optimizers
+from lto_ref.gps import coordinates, coordinatewise, lstm_sstep, nn_trainer
 from paper_figures import _paper2, _settings
 
-__all__ = ["SETTINGS", "parse_design", "controllers", "screen_setting", "main"]
+__all__ = ["SETTINGS", "parse_design", "controllers", "imitate", "screen_setting", "main"]
 
 SETTINGS = (("48-48-10", 48, 48, 64), ("48-48-10", 48, 48, 10),
             ("100-200-10", 100, 200, 64), ("100-200-10", 100, 200, 10))
@@ -74,6 +74,35 @@ def controllers(design, gps_cfg, obj, net, seed=0):
                                          nn_features.state_dim(False), cfg.init_var)
     return coordinates.controller_optimizer(lg, lstm_policy.ranges(net), with_phi3=False,
                                             features=design), gains
+
+
+def imitate(design, gps_cfg, obj, steps, seed=0, runs=8):
+    """An LSTM optimizer regressed onto the first controllers of ``design`` (``controllers``)
+    without GPS: ``runs`` runs of the controllers with their exploration noise on the
+    meta-training objective (one stream), K = gps_cfg.coords coordinates per group and run, and
+    ``steps`` Adam steps of the S-step (121) onto their mean actions. Screens whether Ψ lets the
+    LSTM copy the controllers where they generalise: (policy, S-step losses (steps,))."""
+    cfg = dataclasses.replace(gps_cfg, features=design, with_phi3=False)
+    net, data = obj.net, (obj.inputs, obj.labels)
+    x0 = _paper2.start(net, [X0_SEED])[0]
+    lg = nn_trainer.first_controllers(net, data, x0, cfg, seed)
+    r_stream, r_pick, r_noise, r_init, r_fit = np.random.default_rng(
+        np.random.SeedSequence([seed, 2**31 + 3])).spawn(5)
+    groups = lstm_policy.ranges(net)
+    batches = nets.minibatches(r_stream, len(data[1]), cfg.batch, cfg.T + 1)
+    picks = coordinates.pick(r_pick, groups, runs, cfg.coords)
+    act = coordinates.controller_act(lg, groups, r_noise.spawn(runs))
+    with np.errstate(all="ignore"):
+        sim = coordinates.simulate(net, data, x0, act, None, batches, picks, with_phi3=False,
+                                   cost_rows=np.arange(1), features=design)
+    samples = coordinates.run_blocks(sim)
+    target = (np.einsum("gmtd,gtd->gmt", samples.X, lg.K[:, :, 0])
+              + lg.k[:, None, :, 0])                               # the controllers' means
+    policy = lstm_policy.init(r_init, len(groups), cfg.policy)
+    policy, _, losses = lstm_sstep.regress(r_fit, policy, samples.O, target,
+                                           np.ones_like(target),
+                                           dataclasses.replace(cfg.sstep, steps=steps))
+    return policy, losses
 
 
 def _methods(spec, train, net):
@@ -153,6 +182,28 @@ def _train_policies(args, cache, steps):
     return paths
 
 
+def _imitations(args, cache, steps):
+    """``imitate`` for each of args.designs: {design: policy path in ``cache``}."""
+    obj = _paper2.objective(_paper2.Problem(steps=steps))
+    cfg = _settings.configure(dataclasses.replace(coordinatewise.Config(), T=steps), args.set)
+    if args.quick:
+        cfg = dataclasses.replace(cfg, coords=2, policy=lstm_policy.Config(hidden=4),
+                                  sstep=dataclasses.replace(cfg.sstep, window=10, batch=8))
+    paths = {}
+    for text in args.designs:
+        t0 = time.perf_counter()
+        policy, losses = imitate(parse_design(text), cfg, obj, args.imitate,
+                                 runs=2 if args.quick else 8)
+        path = os.path.join(cache, "imitation_" + text.replace("=", "-").replace(",", "+"))
+        os.makedirs(cache, exist_ok=True)
+        lstm_policy.save(path, policy, design=text, losses=[float(losses[0]),
+                                                            float(losses[-1])])
+        print(f"imitation of {text}: S-step loss {losses[:10].mean():.3g} -> "
+              f"{losses[-10:].mean():.3g}, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        paths[text] = path
+    return paths
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m paper_figures.screen",
@@ -169,6 +220,9 @@ def main(argv=None):
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="GPS settings for --train (coordinatewise.Config fields)")
     parser.add_argument("--gps-seed", type=int, default=0, help="meta-training seed (--train)")
+    parser.add_argument("--imitate", type=int, default=0, metavar="STEPS",
+                        help="also regress an LSTM onto each design's controllers for STEPS Adam "
+                             "steps (no GPS) and screen it")
     parser.add_argument("--cache", default=None,
                         help="where --train keeps its policies (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="write the table's numbers here")
@@ -192,6 +246,9 @@ def main(argv=None):
 
 def _screen(args, cache, tuned, steps, seeds):
     spec = {f"controllers {t}": ("controllers", t) for t in args.designs}
+    if args.imitate:
+        spec.update({f"imitation {t}": ("policy", p, t) for t, p in
+                     _imitations(args, cache, steps).items()})
     if args.train:
         os.makedirs(cache, exist_ok=True)
         spec.update({f"LSTM {t}": ("policy", p, t) for t, p in
