@@ -170,6 +170,16 @@ def _run(names, args, ctx):
         fh.write(_claims.markdown(_claims.collect(args.out, args.quick)))
 
 
+def _sigint_follows(wait=1.0):
+    """Whether a Ctrl-C reaches this process within ``wait`` seconds: one sent to the whole run
+    may end the pool's workers (``_train.worker_init``) before this process handles it."""
+    try:
+        time.sleep(wait)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
 def _fail(message, code):
     print(f"{PROG}: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
     return code
@@ -197,6 +207,8 @@ def main(argv=None):
             child.terminate()
         return _fail("interrupted; what was finished is cached, run again to resume", 130)
     except BrokenProcessPool:
+        if _sigint_follows():                         # Ctrl-C ends the workers first
+            return _fail("interrupted; what was finished is cached, run again to resume", 130)
         return _fail("a worker process died (out of memory?); run again to resume", 1)
     except LookupError as err:                      # a data set that is nowhere to be found
         if isinstance(err, (KeyError, IndexError)):  # … not a programming error

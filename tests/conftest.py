@@ -1,7 +1,8 @@
 """Hypothesis profiles and the helpers shared by the test modules.
 
-``HYPOTHESIS_PROFILE=ci`` (set by ``.ci/run``) selects the derandomized profile; ``dev`` is the
-default. Seeds come from strategies (``seeds``) and become generators with ``rng_from``, never
+The default profile, ``ci``, is derandomized: ``pytest`` runs the same examples on every machine,
+those CI runs. ``HYPOTHESIS_PROFILE=dev`` draws 25 fresh random examples per test instead, to
+explore. Seeds come from strategies (``seeds``) and become generators with ``rng_from``, never
 the global RNG.
 """
 import gzip
@@ -16,7 +17,7 @@ from lto_ref.gps import cost, dynamics, lingauss
 
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 seeds = st.integers(0, 2**32 - 1)
 

@@ -105,7 +105,7 @@ def test_a_corrupted_checkpoint_is_discarded_with_a_warning(tmp_path, capsys):
 def test_paper2_test_runs_report_progress_and_a_rerun_loads_them(tmp_path, monkeypatch, capsys):
     from paper_figures import _learned, _paper2, _train
 
-    def fake(job):
+    def fake(job, progress=False):
         return {"gd": np.ones(2)}, {"gd": 5}, np.arange(2), ("TFD", "made up")
     monkeypatch.setattr(_learned, "evaluate", fake)
     jobs = [(_paper2.Problem(data="tfd", steps=5), None, {}, seed) for seed in (0, 1)]
