@@ -26,6 +26,7 @@ import dataclasses
 import importlib
 import json
 import multiprocessing
+import signal
 import sys
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -195,6 +196,12 @@ def main(argv=None):
     except _preflight.Busy as err:
         return _fail(err, 2)
     start = time.perf_counter()
+    interrupted = []
+
+    def on_sigint(signum, frame):                     # remembered: the pool may break first
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         missing = _preflight.missing_data(_needs(names, args), args.data_dir)
         if missing:
@@ -207,7 +214,7 @@ def main(argv=None):
             child.terminate()
         return _fail("interrupted; what was finished is cached, run again to resume", 130)
     except BrokenProcessPool:
-        if _sigint_follows():                         # Ctrl-C ends the workers first
+        if interrupted or _sigint_follows():          # Ctrl-C ends the workers first
             return _fail("interrupted; what was finished is cached, run again to resume", 130)
         return _fail("a worker process died (out of memory?); run again to resume", 1)
     except LookupError as err:                      # a data set that is nowhere to be found
@@ -215,6 +222,8 @@ def main(argv=None):
             raise
         return _fail(err, 2)
     except (OSError, ValueError) as err:            # files, permissions, malformed data
+        if interrupted:
+            return _fail("interrupted; what was finished is cached, run again to resume", 130)
         return _fail(err, 1)
     finally:
         held.close()
