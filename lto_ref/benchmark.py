@@ -189,7 +189,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def main(argv=None):
+def _parse(argv):
     parser = _Parser(prog="python -m lto_ref.benchmark", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", type=int, default=1800,
@@ -221,6 +221,11 @@ def main(argv=None):
             or args.hessian_points < 0):
         parser.error("--problems, --repeats, --steps, --gps-iterations, --jobs must be >= 1 and "
                      "--sl-iterations, --gps, --hessian-points >= 0")
+    return args
+
+
+def main(argv=None):
+    args = _parse(argv)
     fam = objectives.logistic_regression()
     problems, x0 = objectives.split_data(fam, objectives.TRAIN, args.problems)
     print(f"lto_ref benchmark: {args.problems} logistic-regression problems, "
