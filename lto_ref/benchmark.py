@@ -54,7 +54,9 @@ def progress(label, total, describe, *, every=1, file=None):
 
 def describe_gps(row):
     """One line of a GPS log row."""
-    return (f"controllers {row.controller_cost:.3f}, policy {row.policy_cost:.3f}, "
+    select = (f" (selection runs {row.select_cost:.3f})"
+              if np.isfinite(getattr(row, "select_cost", np.nan)) else "")
+    return (f"controllers {row.controller_cost:.3f}, policy {row.policy_cost:.3f}{select}, "
             f"mean KL {np.mean(row.kl):.2f}, {row.seconds:.1f} s")
 
 

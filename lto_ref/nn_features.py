@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as onp
 
-__all__ = ["Features", "PAPER", "PsiState", "psi_terms", "psi", "psi_init", "psi_step", "averages", "phi",
+__all__ = ["Features", "PAPER", "SCALE_FREE", "PsiState", "psi_terms", "psi", "psi_init", "psi_step", "averages", "phi",
            "PhiState", "phi_init", "phi_step", "PSI_DIM", "STRIDE", "LAGS", "RING", "state_dim"]
 
 PSI_DIM = 3     # Ψ1, Ψ2, Ψ3
@@ -60,7 +60,19 @@ class Features:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
 
+    def describe(self):
+        """One phrase naming the forms, for figure titles and legends."""
+        if self == Features():
+            return "the paper's features (110)–(116)"
+        parts = {"gradient": {"adagrad": "gradients over √Σg² (111a), (115a)"},
+                 "psi1": {"clip": "Ψ1 clipped to [−1, 1]"},
+                 "psi3": {"ratio": "Ψ3 a bounded step ratio"}}
+        return "; ".join(parts[name][getattr(self, name)] for name in parts
+                         if getattr(self, name) != "paper")
+
+
 PAPER = Features()
+SCALE_FREE = Features(gradient="adagrad", psi1="clip")   # paper 2's figures (docs/deviations.md)
 
 
 def state_dim(with_phi3=True):

@@ -168,7 +168,8 @@ def _run(names, args, ctx):
         for name in names:
             _figure(name, args, ctx)
     with open(os.path.join(args.out, "CLAIMS.md"), "w") as fh:
-        fh.write(_claims.markdown(_claims.collect(args.out, args.quick)))
+        fh.write(_claims.markdown(_claims.collect(args.out, args.quick),
+                                    _claims.features(args.out, args.quick)))
 
 
 def _sigint_follows(wait=1.0):

@@ -10,7 +10,7 @@ import numpy as np
 
 from paper_figures import FIGURES
 
-__all__ = ["row", "paper1", "sl_vs_rl", "trajectories_2d", "markdown", "collect"]
+__all__ = ["row", "paper1", "sl_vs_rl", "trajectories_2d", "markdown", "features", "collect"]
 
 
 def row(cid, claim, measured, ok):
@@ -107,14 +107,30 @@ def trajectories_2d(step_ratio, rise_ok, slow_win):
              _frac(slow_win) >= 0.75)]
 
 
-def markdown(sections):
-    """CLAIMS.md: one table row per claim. sections : list of (figure name, rows)."""
-    lines = ["# Claims of the papers and the blog, as reproduced by `python -m paper_figures`", "",
-             "| figure | claim | statement | measured | reproduced |", "|---|---|---|---|---|"]
+def markdown(sections, features=None):
+    """CLAIMS.md: one table row per claim. sections : list of (figure name, rows); features :
+    what paper 2's learned optimizer reads (``nn_features.Features.describe``), stated above
+    the table."""
+    lines = ["# Claims of the papers and the blog, as reproduced by `python -m paper_figures`", ""]
+    if features:
+        lines += [f"Paper 2's learned optimizer reads {features}.", ""]
+    lines += ["| figure | claim | statement | measured | reproduced |", "|---|---|---|---|---|"]
     for figure, rows in sections:
         lines += [f"| {figure} | {r['id']} | {r['claim']} | {r['measured']} | "
                   f"{'yes' if r['reproduced'] else 'no'} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def features(folder, quick=False):
+    """What the learned optimizer of paper 2's figure JSONs in ``folder`` reads, or None."""
+    for name in FIGURES:
+        path = os.path.join(folder, f"{name}.json")
+        if name.startswith("paper2_fig") and os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                record = json.load(fh)
+            if record.get("quick") == quick and "features" in record:
+                return record["features"]
+    return None
 
 
 def collect(folder, quick=False):

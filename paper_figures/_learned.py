@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 
-from lto_ref import benchmark, io, l2l, lstm_policy, optimizers
+from lto_ref import benchmark, io, l2l, lstm_policy, nn_features, optimizers
 from lto_ref.gps import coordinatewise
 from paper_figures import _cache, _paper2, _train
 
-__all__ = ["Config", "make", "evaluate", "METHODS"]
+__all__ = ["Config", "make", "evaluate", "kept_iteration", "METHODS"]
 
 METHODS = ("learned",) + _paper2.BASELINES + ("l2l",)
 TESTS = ("tfd", "cifar10", "cifar100")
@@ -147,6 +147,16 @@ def _prefix(result, steps):
             its[keep], source)
 
 
+def kept_iteration(policy_cost, select_cost, gps_cfg):
+    """The iteration (0-based) whose policy ``nn_trainer.train`` returned: the lowest
+    select_cost (I,) with ``gps_cfg.select_runs``, else the lowest policy_cost (I,), non-finite
+    values never chosen; the last with ``keep="last"``."""
+    if gps_cfg.keep == "last":
+        return len(policy_cost) - 1
+    score = np.asarray(select_cost if gps_cfg.select_runs else policy_cost, dtype=float)
+    return int(np.argmin(np.where(np.isfinite(score), score, np.inf)))
+
+
 def compute(cfg, ctx):
     """Curves {data set: (methods, K, S)}, divergence flags, the training logs and the claims."""
     spec, tuned, gps_log, l2l_log = _spec(cfg, ctx)
@@ -167,14 +177,18 @@ def compute(cfg, ctx):
         arrays["its"] = part[0][2]
         sources[name] = {"title": part[0][3][0], "source": part[0][3][1]}
     arrays["gps_policy_cost"] = np.asarray(gps_log["policy_cost"], dtype=float)
-    costs = np.where(np.isfinite(arrays["gps_policy_cost"]), arrays["gps_policy_cost"], np.inf)
-    kept = int(np.argmin(costs)) if cfg.gps.keep == "best" else len(costs) - 1
+    arrays["gps_select_cost"] = np.asarray(gps_log.get("select_cost", np.full(
+        len(arrays["gps_policy_cost"]), np.nan)), dtype=float)
+    kept = kept_iteration(arrays["gps_policy_cost"], arrays["gps_select_cost"], cfg.gps)
     arrays["gps_controller_cost"] = np.asarray(gps_log["controller_cost"], dtype=float)
     from paper_figures import _claims_paper2
     claims = _claims_paper2.figure(cfg.figure, {n: arrays[f"{n}_curves"] for n in cfg.tests},
                                    METHODS)
     meta = {"methods": list(METHODS), "tests": list(cfg.tests), "sources": sources,
-            "tuned": tuned, "claims": claims, "gps_kept": kept}
+            "tuned": tuned, "claims": claims, "gps_kept": kept,
+            "features": cfg.gps.features.describe(),
+            "short_features": ("paper's features" if cfg.gps.features == nn_features.PAPER
+                               else "scale-free features")}
     return {"arrays": arrays, "meta": meta}
 
 
@@ -189,14 +203,19 @@ def _plot(title):
         axes[-1].plot(its, a["gps_controller_cost"], "o-", color="tab:gray", label="controllers")
         axes[-1].plot(its, a["gps_policy_cost"], "o-", color=_paper2.COLOURS["learned"],
                       label="LSTM policy")
+        if np.isfinite(a["gps_select_cost"]).any():
+            axes[-1].plot(its, a["gps_select_cost"], "s--", color=_paper2.COLOURS["learned"],
+                          alpha=0.6, label="LSTM policy, mean of fresh MNIST runs (kept by it)")
         k = meta["gps_kept"]
-        axes[-1].plot(its[k], a["gps_policy_cost"][k], "*", ms=16, color="k",
-                      label="the policy kept")
+        chosen = (a["gps_select_cost"] if np.isfinite(a["gps_select_cost"][k])
+                  else a["gps_policy_cost"])
+        axes[-1].plot(its[k], chosen[k], "*", ms=16, color="k", label="the policy kept")
         axes[-1].set_title("GPS meta-training on MNIST")
         axes[-1].set_xlabel("GPS iteration")
         axes[-1].set_ylabel("Σ_t f(x_t) of a 400-step run")
         axes[-1].legend(fontsize=8)
-        fig.suptitle(title)
+        fig.suptitle(f"{title}\nthe LSTM optimizer reads {meta['features']}" if "features"
+                     in meta else title)
         fig.tight_layout()
         return fig
     return plot
@@ -208,6 +227,8 @@ def plotted(result):
     out = {"iterations": a["its"].tolist(), "diverged": {},
            "gps_policy_cost": a["gps_policy_cost"].tolist(),
            "gps_controller_cost": a["gps_controller_cost"].tolist(),
+           "gps_select_cost": [v if np.isfinite(v) else None
+                               for v in a["gps_select_cost"].tolist()],
            "gps_kept_iteration": meta["gps_kept"] + 1}
     for name in meta["tests"]:
         with np.errstate(invalid="ignore"):

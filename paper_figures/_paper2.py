@@ -133,7 +133,9 @@ def panels(axes, result, bold, widths=(1.8, 1.2)):
         ax.set_yscale("log")               # before the limits: a linear autoscale may go below 0
         for k, method in enumerate(meta["methods"]):
             shown = np.where(mean[k] <= top, mean[k], np.nan)
-            ax.plot(a["its"], shown, color=COLOURS[method], label=LABELS[method],
+            label = LABELS[method] + (f" ({meta['short_features']})" if method == "learned"
+                                      and "short_features" in meta else "")
+            ax.plot(a["its"], shown, color=COLOURS[method], label=label,
                     lw=widths[0] if method == bold else widths[1])
         ax.set_ylim(top=top)
         ax.set_title(meta["sources"][name]["title"])

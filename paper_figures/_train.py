@@ -23,7 +23,7 @@ from lto_ref import benchmark, gps, io, policy as policy_lib, supervised
 from lto_ref.analysis import stabilise
 
 __all__ = ["Context", "say", "gps_policy", "supervised_policy", "l2l_params", "tuned_baselines",
-           "learned_policy", "run_job", "is_cached", "worker_init", "NotCached"]
+           "learned_policy", "learned_policy_path", "run_job", "is_cached", "worker_init", "NotCached"]
 
 
 class Context(NamedTuple):
@@ -222,6 +222,18 @@ def tuned_baselines(problem, seeds, ctx):
     return best, tables
 
 
+def learned_policy_path(problem, cfg, seed, ctx, *, x0_seed=200):
+    """Where ``learned_policy`` stores its policy (no extension): the name carries a hash of the
+    problem, the settings, the seeds and the data set's description."""
+    from paper_figures import _paper2
+    obj = _paper2.objective(problem, ctx.data_dir)
+    record = json.dumps({"problem": gps.config_record(problem), "config": gps.config_record(cfg),
+                         "seed": seed, "x0_seed": x0_seed, "data": obj.description},
+                        sort_keys=True)
+    name = f"lstm_gps_{problem.data}_{hashlib.sha256(record.encode()).hexdigest()[:10]}"
+    return os.path.join(ctx.cache, "policies", name)
+
+
 def learned_policy(problem, cfg, seed, ctx, *, x0_seed=200):
     """Paper 2's LSTM optimizer meta-trained by GPS on ``problem`` (MNIST) from the x⁽⁰⁾ of
     ``x0_seed`` (not a seed the figures show): (lstm_policy.Policy, {log field: array})."""
@@ -229,11 +241,8 @@ def learned_policy(problem, cfg, seed, ctx, *, x0_seed=200):
     from lto_ref.gps import nn_trainer
     from paper_figures import _paper2
     obj = _paper2.objective(problem, ctx.data_dir)
-    record = json.dumps({"problem": gps.config_record(problem), "config": gps.config_record(cfg),
-                         "seed": seed, "x0_seed": x0_seed, "data": obj.description},
-                        sort_keys=True)
-    name = f"lstm_gps_{problem.data}_{hashlib.sha256(record.encode()).hexdigest()[:10]}"
-    path = os.path.join(ctx.cache, "policies", name)
+    path = learned_policy_path(problem, cfg, seed, ctx, x0_seed=x0_seed)
+    name = os.path.basename(path)
     if not ctx.retrain and os.path.exists(io.paths(path)[1]) and \
             os.path.exists(io.paths(path + "_log")[1]):
         try:

@@ -13,11 +13,15 @@ AdaGrad's and Adam's on the same runs. A policy regressed onto the controllers i
 they can do, so a design whose controllers diverge or trail AdaGrad here is not worth a
 meta-training.
 
-With --train it also meta-trains the LSTM optimizer by GPS for each design (the default
-settings, ``--set KEY=VALUE`` changing fields of ``coordinatewise.Config``, e.g. ``noise=0.3
-select_runs=3``; designs go before --set) and screens the kept policy on the same runs, so a
+With --train it also meta-trains the LSTM optimizer by GPS for each design (the figures'
+settings, ``--set KEY=VALUE`` changing fields of ``coordinatewise.Config``, e.g. ``noise=0
+select_runs=0``; designs go before --set) and screens the kept policy on the same runs, so a
 design can be compared with the paper's features on held-out MNIST runs before any figure is
-made. Policies are kept in --cache (default: a temporary folder, removed at the end).
+made: ``python -m paper_figures.screen --train paper gradient=adagrad,psi1=clip`` trains and
+screens the paper's features as written beside the figures' default. Policies are stored as the
+figures store them, in --cache (default: a temporary folder, removed at the end); a policy
+trained with the figures' settings in ``DIR/cache`` is reused by ``python -m paper_figures --out
+DIR``.
 
 The baselines' tuned settings are read from paper_figures/results/paper2_baselines.json.
 """
@@ -37,7 +41,7 @@ import numpy as np
 
 from lto_ref import lstm_policy, nets, nn_features, optimizers
 from lto_ref.gps import coordinates, coordinatewise, lstm_sstep, nn_trainer
-from paper_figures import _paper2, _settings
+from paper_figures import _paper2, _settings, _train
 
 __all__ = ["SETTINGS", "parse_design", "controllers", "imitate", "screen_setting", "main"]
 
@@ -152,14 +156,14 @@ def _table(settings, results, methods):
 
 
 def _train_policies(args, cache, steps):
-    """Meta-train the LSTM optimizer by GPS for each of args.designs (kept in ``cache``):
-    {design: policy path}. Prints GPS's progress."""
-    from lto_ref.benchmark import describe_gps, progress
-    from lto_ref.gps import nn_trainer as trainer
-    obj = _paper2.objective(_paper2.Problem(steps=steps))
-    x0 = _paper2.start(obj.net, [X0_SEED])[0]
+    """Meta-train the LSTM optimizer by GPS for each of args.designs, stored as the figures
+    store it (``_train.learned_policy``: ``<cache>/policies``, resumable from
+    ``<cache>/checkpoints``, so ``python -m paper_figures --out DIR`` reuses a policy trained
+    with the figures' settings in ``DIR/cache``): {design: policy path}. Prints GPS's progress."""
+    problem = _paper2.Problem(steps=steps)
     paths = {}
     with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        ctx = _train.Context(cache=cache, map_fn=pool.map)
         for text in args.designs:
             cfg = _settings.configure(dataclasses.replace(
                 coordinatewise.Config(), T=steps, features=parse_design(text)), args.set)
@@ -167,18 +171,11 @@ def _train_policies(args, cache, steps):
                 cfg = dataclasses.replace(cfg, iterations=1, samples=2, coords=2,
                                           sstep=dataclasses.replace(cfg.sstep, steps=2),
                                           policy=lstm_policy.Config(hidden=4))
-            name = f"{text}_seed{args.gps_seed}_" + "_".join(args.set).replace("/", "-")
-            path = os.path.join(cache, name.replace("=", "-").replace(",", "+"))
-            if not os.path.exists(path + ".json"):
-                print(f"GPS for {text} ({cfg.iterations} iterations, seed {args.gps_seed})",
-                      file=sys.stderr)
-                pol, log = trainer.train(
-                    obj.net, (obj.inputs, obj.labels), x0, cfg, seed=args.gps_seed,
-                    map_fn=pool.map, callback=progress("  GPS", cfg.iterations, describe_gps))
-                lstm_policy.save(path, pol, design=text, settings=list(args.set),
-                                 controller_cost=log.controller_cost.tolist(),
-                                 policy_cost=log.policy_cost.tolist())
-            paths[text] = path
+            print(f"GPS for {text} ({cfg.iterations} iterations, seed {args.gps_seed})",
+                  file=sys.stderr)
+            _train.learned_policy(problem, cfg, args.gps_seed, ctx, x0_seed=X0_SEED)
+            paths[text] = _train.learned_policy_path(problem, cfg, args.gps_seed, ctx,
+                                                     x0_seed=X0_SEED)
     return paths
 
 
@@ -210,7 +207,7 @@ def main(argv=None):
         description="Fit GPS's first controllers to AdaGrad for each feature design (or, with "
                     "--train, meta-train the LSTM optimizer) and run them on held-out MNIST runs "
                     "in four settings (AUC / final value).")
-    parser.add_argument("designs", nargs="*", default=["paper", "gradient=adagrad"],
+    parser.add_argument("designs", nargs="*", default=["paper", "gradient=adagrad,psi1=clip"],
                         help="'paper' or KEY=VALUE,... of nn_features.Features")
     parser.add_argument("--seeds", type=int, nargs="+", default=[300, 301, 302],
                         help="held-out MNIST runs (x0 and minibatch stream)")

@@ -77,3 +77,15 @@ def test_bad_option_is_one_line_and_exit_2(capsys):
         benchmark.main(["--repeats", "0"])
     assert stop.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_gps_log_line_names_the_selection_score_only_when_there_is_one():
+    from lto_ref.gps.iteration import LogRow
+    row = LogRow(controller_cost=131.4, policy_cost=133.0, kl=np.array([1.0, 3.0]),
+                 eta=np.ones(2), step_mult=np.ones(2), nu=np.ones(2), sstep_loss=0.1,
+                 diverged=0, seconds=12.0)
+    line = benchmark.describe_gps(row)
+    assert line.startswith("controllers 131.400, policy 133.000, mean KL 2.00")
+    assert "selection" not in line
+    assert "policy 133.000 (selection runs 128.500)" in benchmark.describe_gps(
+        row._replace(select_cost=128.5))

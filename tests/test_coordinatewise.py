@@ -4,11 +4,12 @@ deterministic in its seed."""
 import numpy as np
 import pytest
 
-from lto_ref import autodiff, lstm_policy, nets
+from lto_ref import autodiff, lstm_policy, nets, nn_features
 from lto_ref.gps import coordinatewise as CW, dynamics, gmm, lstm_sstep
 
 SMALL_GMM = gmm.Config(max_clusters=2, min_samples_per_cluster=5)
-CFG = CW.Config(samples=4, coords=2, T=10, batch=5,
+CFG = CW.Config(samples=4, coords=2, T=10, batch=5, features=nn_features.PAPER, noise=0.0,
+                select_runs=0,                     # the loops below write the paper's forms
                 sstep=lstm_sstep.Config(window=5, batch=2, steps=20),
                 policy=lstm_policy.Config(hidden=4), policy_prior=SMALL_GMM,
                 dynamics_fit=dynamics.Config(max_samples=100, prior=SMALL_GMM))
@@ -166,6 +167,9 @@ def test_fitted_gains_are_the_least_squares_gains_of_the_teachers_steps():
             np.testing.assert_allclose(noisy.pol_covar[k, t, 0, 0],
                                        0.25 * np.mean(u[a:z] ** 2), rtol=1e-9)
         x = x + u
+    free = dataclasses.replace(cfg, features=nn_features.SCALE_FREE)
+    np.testing.assert_allclose(nn_trainer.fit_gains(net, data, x0, free, 4)[:, 0], 0.05,
+                               rtol=1e-9)          # (115a) at t = 0: Φ2's newest entry is g/√S
     with pytest.raises(ValueError, match="teacher"):
         nn_trainer.fit_gains(net, data, x0, dataclasses.replace(CFG, teacher=""), 4)
     with pytest.raises(ValueError, match="teacher"):

@@ -194,3 +194,13 @@ def test_unknown_feature_forms_raise():
     for kwargs in ({"gradient": "rms"}, {"psi1": "tanh"}, {"psi3": ""}):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             F.Features(**kwargs)
+
+
+def test_each_design_is_described_by_what_it_changes():
+    paper = F.PAPER.describe()
+    assert "paper" in paper
+    both = F.Features(gradient="adagrad", psi1="clip").describe()
+    assert "√Σg²" in both and "clipped" in both and "step ratio" not in both
+    every = {F.Features(gradient=g, psi1=p, psi3=r).describe()
+             for g in ("paper", "adagrad") for p in ("paper", "clip") for r in ("paper", "ratio")}
+    assert len(every) == 8

@@ -1,6 +1,7 @@
 """Paper 2's Figures 1–5: the claims on hand-made curves, and the evaluation grid through a
 process pool equals the serial one."""
 import concurrent.futures
+import dataclasses
 
 import numpy as np
 import pytest
@@ -162,4 +163,25 @@ def test_panels_keep_a_positive_log_axis_for_curves_near_zero():
     _paper2.panels([ax], result, "learned")
     low, high = ax.get_ylim()
     assert 0 < low < curve.min() and high == pytest.approx(3 * curve[0])
+    assert [h.get_label() for h in ax.get_lines()] == ["learned optimizer", "SGD"]
     plt.close(fig)
+    result["meta"]["short_features"] = "scale-free features"
+    fig, ax = plt.subplots()
+    _paper2.panels([ax], result, "learned")
+    assert [h.get_label() for h in ax.get_lines()] == [
+        "learned optimizer (scale-free features)", "SGD"]
+    plt.close(fig)
+
+
+def test_the_kept_iteration_is_the_one_the_trainer_returns():
+    """Against the trainer's rule written out: the lowest selection score when there is one,
+    else the lowest logged cost; non-finite never kept; "last" keeps the last."""
+    from lto_ref.gps import coordinatewise
+    policy = np.array([140.0, 125.0, np.nan, 130.0])
+    select = np.array([139.0, 133.0, 128.0, np.inf])
+    chosen = coordinatewise.Config(select_runs=3)
+    assert _learned.kept_iteration(policy, select, chosen) == 2
+    assert _learned.kept_iteration(policy, select,
+                                   dataclasses.replace(chosen, select_runs=0)) == 1
+    assert _learned.kept_iteration(policy, select,
+                                   dataclasses.replace(chosen, keep="last")) == 3

@@ -40,13 +40,14 @@ class Config:
     teacher_lr: float = 0.1          # … with this learning rate (``nn_trainer.fit_gains``);
                                      # "": the γ of gamma_grid instead
     init_var: float = 1e-5           # the first controllers' noise variance, or, with a
-    noise: float = 0.0               # teacher and noise > 0, std = noise × its RMS step (G, T)
+    noise: float = 0.3               # teacher and noise > 0, std = noise × its RMS step (G, T)
     with_phi3: bool = True
-    features: nn_features.Features = nn_features.PAPER   # forms of Φ and Ψ (paper's: (110)–(116))
+    features: nn_features.Features = nn_features.SCALE_FREE  # forms of Φ and Ψ: (111a), (115a),
+                                     # Ψ1 clipped; nn_features.PAPER is (110)–(116) as written
     cost_points: int = 1000          # training points of the cost model's derivatives (0: all)
     cost_model: str = "steps"        # ``coordinates.quadratize_steps``, or "expansion" (120)
     keep: str = "best"               # the policy ``nn_trainer.train`` returns: "best" or "last"
-    select_runs: int = 0             # "best" by the mean Σ_t f of this many runs from fresh x⁽⁰⁾
+    select_runs: int = 3             # "best" by the mean Σ_t f of this many runs from fresh x⁽⁰⁾
                                      # and streams (``select_cost``); 0: the logged run's
     chunks: int = dataclasses.field(default=2, metadata={"identity": False})   # π̄, C-step blocks
     sample_chunks: int = dataclasses.field(default=2, metadata={"identity": False})

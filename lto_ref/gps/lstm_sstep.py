@@ -29,7 +29,7 @@ class Config:
     """S-step settings (docs/method.md (121); our defaults)."""
     window: int = 20      # L, steps per window
     batch: int = 128      # windows per group and Adam step
-    steps: int = 100      # Adam steps per S-step
+    steps: int = 200      # Adam steps per S-step
     lr: float = 1e-3
     dtype: str = "float32"  # the LSTM's arithmetic in the windows (θ stays float64)
 
