@@ -26,7 +26,7 @@ from autograd.tracer import getval
 from lto_ref import features, optimizers, policy as policy_lib, rollout
 
 __all__ = ["Config", "LogRow", "SupervisedLog", "meta_objective", "fit_initial_whitening", "descend",
-           "train"]
+           "train", "plateaued"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +122,7 @@ def _clipped(grad, clip):
     return grad * min(1.0, clip / norm) if norm > 0 else grad, norm
 
 
-def train(family, problems, x0, config=Config(), seed=0, *, callback=None):
+def train(family, problems, x0, config=Config(), seed=0, *, callback=None, plateau=None):
     """Supervised meta-training of the policy on the training problems with Adam (docs/method.md §8).
 
     Parameters
@@ -130,6 +130,8 @@ def train(family, problems, x0, config=Config(), seed=0, *, callback=None):
     family : objectives.Family;  problems : its data for M functions;  x0 : (M, d)
     config : Config (horizon ``T``, ``iterations``, …);  seed : seeds the policy initialisation
     callback : optional ``callback(iteration, LogRow)`` after each iteration
+    plateau : optional (chunk, tol): stop before ``config.iterations`` once ``plateaued(J,
+        chunk, tol)`` (the number of rows of the log says how many iterations ran)
 
     Returns
     -------
@@ -138,9 +140,10 @@ def train(family, problems, x0, config=Config(), seed=0, *, callback=None):
 
     Raises
     ------
-    ValueError : x0 of the wrong shape.
+    ValueError : x0 of the wrong shape, a bad ``plateau``.
     """
     x0 = onp.asarray(x0, dtype=float)
+    _check_plateau(plateau)
     if x0.ndim != 2 or x0.shape[1] != family.dim:
         raise ValueError(f"x0 must have shape (M, {family.dim}), got {x0.shape}")
     objective = functools.partial(family.loss, problems=problems)
@@ -154,17 +157,19 @@ def train(family, problems, x0, config=Config(), seed=0, *, callback=None):
     J_and_grad = value_and_grad(lambda w: meta_objective(
         unflatten(w), policy, objective, x0, cfg.T, H=cfg.H, variant=cfg.variant,
         feature_grad=cfg.feature_grad))
-    flat, log = descend(J_and_grad, flat, cfg, callback)
+    flat, log = descend(J_and_grad, flat, cfg, callback, plateau)
     return policy._replace(net=unflatten(flat)), log
 
 
-def descend(J_and_grad, flat, cfg, callback=None):
+def descend(J_and_grad, flat, cfg, callback=None, plateau=None):
     """Adam on θ with global-norm clipping, skipping non-finite steps: (θ, SupervisedLog).
 
     J_and_grad : θ (P,) -> (J, ∇_θ J (P,));  flat : θ₀ (P,);  cfg : Config (iterations, lr,
     clip, max_skips). A non-finite J or gradient leaves θ and Adam's moments unchanged; after
-    ``max_skips`` consecutive skips training stops with a RuntimeWarning.
+    ``max_skips`` consecutive skips training stops with a RuntimeWarning. With ``plateau`` =
+    (chunk, tol) it also stops once ``plateaued(J so far, chunk, tol)``.
     """
+    _check_plateau(plateau)
     adam = optimizers.adam(cfg.lr)
     state = adam.init(flat[None])
     rows, run_of_skips = [], 0
@@ -180,9 +185,45 @@ def descend(J_and_grad, flat, cfg, callback=None):
         rows.append(LogRow(J=float(J) if ok else float("nan"), grad_norm=norm, skipped=not ok))
         if callback is not None:
             callback(i, rows[-1])
+        if plateau is not None and plateaued(onp.array([r.J for r in rows]), *plateau):
+            break
         if run_of_skips >= cfg.max_skips:
             warnings.warn(f"supervised training aborted after {run_of_skips} consecutive "
                           f"non-finite iterations", RuntimeWarning)
             break
     return flat, SupervisedLog(*(onp.array([getattr(r, f) for r in rows], dtype=dtype)
                                  for f, dtype in zip(LogRow._fields, (float, float, bool))))
+
+
+def plateaued(J, chunk, tol):
+    """Whether supervised training has converged: at the end of a chunk of ``chunk`` iterations,
+    the mean finite J over it is less than ``tol`` (relative) below the previous chunk's::
+
+        (J̄_prev − J̄_last) / |J̄_prev| < tol,   J̄ = mean of the finite J of a chunk
+
+    J : (I,) the meta-objective per iteration so far (nan where skipped). False unless I is a
+    positive multiple of ``chunk`` and I >= 2·chunk, and while either chunk has no finite J.
+    A chunk worse than the one before counts as converged. Raises ValueError for chunk not an
+    integer >= 1 or tol not a finite number >= 0.
+    """
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, onp.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < onp.inf:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    J = onp.asarray(J, dtype=float)
+    if J.size < 2 * chunk or J.size % chunk:
+        return False
+    last, prev = J[-chunk:], J[-2 * chunk:-chunk]
+    last, prev = last[onp.isfinite(last)], prev[onp.isfinite(prev)]
+    if last.size == 0 or prev.size == 0:
+        return False
+    return bool(prev.mean() - last.mean() < tol * abs(prev.mean()))
+
+
+def _check_plateau(plateau):
+    """ValueError unless ``plateau`` is None or a valid (chunk, tol) of ``plateaued``."""
+    if plateau is None:
+        return
+    if not isinstance(plateau, (tuple, list)) or len(plateau) != 2:
+        raise ValueError(f"plateau must be None or (chunk, tol), got {plateau!r}")
+    plateaued(onp.zeros(0), *plateau)

@@ -1,11 +1,10 @@
 """Meta-training for the figures, cached: GPS and supervised policies as .npz + .json files.
 
-A trained policy is stored under ``<cache>/policies/<name>`` with its training log; while a GPS
-run is unfinished it checkpoints under ``<cache>/checkpoints/<name>`` (``gps.train``), so an
-interrupted figure run resumes where it stopped, and the checkpoint is gone once the policy is
-stored. The file name carries a hash of everything the result depends on (family, training
-functions, configuration, seed). The rest-stability projection (``lto_ref.analysis.stabilise``)
-is a separate, cached step after GPS.
+A trained policy is stored under ``<cache>/policies/<name>`` with its training log; while a GPS run
+is unfinished it checkpoints under ``<cache>/checkpoints/<name>`` (``gps.train``), so an
+interrupted run resumes where it stopped, and the checkpoint goes once the policy is stored. The
+name carries a hash of all the result depends on (family, training functions, configuration, seed,
+options). GPS's rest-stability projection (``lto_ref.analysis.stabilise``) is cached apart.
 """
 import concurrent.futures
 import hashlib
@@ -68,9 +67,9 @@ def _resuming(train, checkpoint):
         return train()
 
 
-def _name(kind, family, x0, cfg, seed):
+def _name(kind, family, x0, cfg, seed, **extra):
     record = json.dumps({"kind": kind, "family": family.name, "x0": np.round(x0, 12).tolist(),
-                         "config": gps.config_record(cfg), "seed": seed}, sort_keys=True)
+                         "config": gps.config_record(cfg), "seed": seed, **extra}, sort_keys=True)
     return f"{kind}_{family.name}_{x0.shape[0]}_{hashlib.sha256(record.encode()).hexdigest()[:10]}"
 
 
@@ -155,16 +154,17 @@ def _stabilised(family, problems, x0, cfg, found, path, ctx):
     return new, log
 
 
-def supervised_policy(family, problems, x0, cfg, seed, ctx):
-    """The supervised (backprop-through-the-unroll) policy: (Policy, {log field: array})."""
-    name = _name("sl", family, x0, cfg, seed)
+def supervised_policy(family, problems, x0, cfg, seed, ctx, **options):
+    """The supervised (backprop-through-the-unroll) policy: (Policy, {log field: array});
+    ``options`` (``plateau=(chunk, tol)``) go to ``supervised.train`` and into the name."""
+    name = _name("sl", family, x0, cfg, seed, **options)
     path = os.path.join(ctx.cache, "policies", name)
     if not ctx.retrain and (found := _load(path)) is not None:
         return found
     _need_training(ctx, name)
     callback = (benchmark.progress("  supervised", cfg.iterations, lambda row: f"J {row.J:.4f}",
                                    every=100) if ctx.progress else None)
-    pol, log = supervised.train(family, problems, x0, cfg, seed=seed, callback=callback)
+    pol, log = supervised.train(family, problems, x0, cfg, seed, callback=callback, **options)
     return _store(path, pol, log, "supervised_log", family=family.name, method="supervised",
                   seed=seed, H=cfg.H)
 
