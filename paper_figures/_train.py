@@ -73,23 +73,23 @@ def _name(kind, family, x0, cfg, seed, **extra):
     return f"{kind}_{family.name}_{x0.shape[0]}_{hashlib.sha256(record.encode()).hexdigest()[:10]}"
 
 
-def _load(path):
-    """(policy, log arrays) of a finished training, or None."""
+def _load(path, load=policy_lib.load):
+    """(policy, log arrays) of a finished training (``load``: the policy's reader), or None."""
     if not os.path.exists(io.paths(path)[1]) or not os.path.exists(io.paths(path + "_log")[1]):
         return None
     try:
-        pol, _ = policy_lib.load(path)
+        pol, _ = load(path)
         log, _ = io.load_arrays(path + "_log")
     except ValueError:
         return None
     return pol, log
 
 
-def _store(path, pol, log, kind, **meta):
-    """Write a policy and its log arrays; returns (policy, {field: array})."""
+def _store(path, pol, log, kind, save=policy_lib.save, **meta):
+    """Write a policy (``save``: its writer) and its log arrays; returns (policy, {field: array})."""
     arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}
     io.save_arrays(path + "_log", arrays, {"kind": kind})
-    policy_lib.save(path, pol, **meta)
+    save(path, pol, **meta)
     return pol, arrays
 
 
@@ -169,31 +169,30 @@ def supervised_policy(family, problems, x0, cfg, seed, ctx, **options):
                   seed=seed, H=cfg.H)
 
 
+def _paper2_path(kind, problem, description, ctx, **fields):
+    """``<cache>/policies/<kind>_<data set>_<hash of the problem, the data and fields>``."""
+    record = json.dumps({"problem": gps.config_record(problem), "data": description, **fields},
+                        sort_keys=True)
+    digest = hashlib.sha256(record.encode()).hexdigest()[:10]
+    return os.path.join(ctx.cache, "policies", f"{kind}_{problem.data}_{digest}")
+
+
 def l2l_params(problem, cfg, seed, ctx):
     """L2LBGDBGD meta-trained on ``problem`` (paper 2's MNIST objective): (params, {log: array})."""
     from lto_ref import l2l
     from paper_figures import _paper2
     obj = _paper2.objective(problem, ctx.data_dir)
-    record = json.dumps({"problem": gps.config_record(problem), "config": gps.config_record(cfg),
-                         "seed": seed, "data": obj.description}, sort_keys=True)
-    path = os.path.join(ctx.cache, "policies",
-                        f"l2l_{problem.data}_{hashlib.sha256(record.encode()).hexdigest()[:10]}")
-    if not ctx.retrain and os.path.exists(io.paths(path)[1]) and \
-            os.path.exists(io.paths(path + "_log")[1]):
-        try:
-            return l2l.load(path)[0], io.load_arrays(path + "_log")[0]
-        except ValueError:
-            pass
+    path = _paper2_path("l2l", problem, obj.description, ctx, config=gps.config_record(cfg),
+                        seed=seed)
+    if not ctx.retrain and (found := _load(path, l2l.load)) is not None:
+        return found
     _need_training(ctx, path)
     say(ctx, f"  L2LBGDBGD on {obj.name}: {cfg.epochs} epochs ({obj.description})")
     callback = (benchmark.progress("  L2LBGDBGD unroll", cfg.epochs * (cfg.T // cfg.unroll),
                                    lambda row: f"meta-loss {row.loss:.3f}", every=100)
                 if ctx.progress else None)
     params, log = l2l.train(obj.net, obj.inputs, obj.labels, cfg, seed=seed, callback=callback)
-    arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}
-    io.save_arrays(path + "_log", arrays, {"kind": "l2l_log"})
-    l2l.save(path, params, data=obj.description, seed=seed)
-    return params, arrays
+    return _store(path, params, log, "l2l_log", l2l.save, data=obj.description, seed=seed)
 
 
 def tuned_baselines(problem, seeds, ctx):
@@ -201,10 +200,7 @@ def tuned_baselines(problem, seeds, ctx):
     cached: ({name: best setting}, {name: [(setting, score)]}) (``_paper2.tune_baselines``)."""
     from paper_figures import _paper2
     obj = _paper2.objective(problem, ctx.data_dir)
-    record = json.dumps({"problem": gps.config_record(problem), "seeds": list(seeds),
-                         "data": obj.description}, sort_keys=True)
-    path = os.path.join(ctx.cache, "policies",
-                        f"tuned_{problem.data}_{hashlib.sha256(record.encode()).hexdigest()[:10]}")
+    path = _paper2_path("tuned", problem, obj.description, ctx, seeds=list(seeds))
     if not ctx.retrain and os.path.exists(io.paths(path)[1]):
         try:
             meta = io.load_arrays(path)[1]
@@ -226,12 +222,8 @@ def learned_policy_path(problem, cfg, seed, ctx, *, x0_seed=200):
     """Where ``learned_policy`` stores its policy (no extension): the name carries a hash of the
     problem, the settings, the seeds and the data set's description."""
     from paper_figures import _paper2
-    obj = _paper2.objective(problem, ctx.data_dir)
-    record = json.dumps({"problem": gps.config_record(problem), "config": gps.config_record(cfg),
-                         "seed": seed, "x0_seed": x0_seed, "data": obj.description},
-                        sort_keys=True)
-    name = f"lstm_gps_{problem.data}_{hashlib.sha256(record.encode()).hexdigest()[:10]}"
-    return os.path.join(ctx.cache, "policies", name)
+    return _paper2_path("lstm_gps", problem, _paper2.objective(problem, ctx.data_dir).description,
+                        ctx, config=gps.config_record(cfg), seed=seed, x0_seed=x0_seed)
 
 
 def learned_policy(problem, cfg, seed, ctx, *, x0_seed=200):
@@ -242,15 +234,10 @@ def learned_policy(problem, cfg, seed, ctx, *, x0_seed=200):
     from paper_figures import _paper2
     obj = _paper2.objective(problem, ctx.data_dir)
     path = learned_policy_path(problem, cfg, seed, ctx, x0_seed=x0_seed)
-    name = os.path.basename(path)
-    if not ctx.retrain and os.path.exists(io.paths(path)[1]) and \
-            os.path.exists(io.paths(path + "_log")[1]):
-        try:
-            return lstm_policy.load(path)[0], io.load_arrays(path + "_log")[0]
-        except ValueError:
-            pass
-    _need_training(ctx, name)
-    checkpoint = os.path.join(ctx.cache, "checkpoints", name)
+    if not ctx.retrain and (found := _load(path, lstm_policy.load)) is not None:
+        return found
+    _need_training(ctx, os.path.basename(path))
+    checkpoint = os.path.join(ctx.cache, "checkpoints", os.path.basename(path))
     if ctx.retrain:
         shutil.rmtree(checkpoint, ignore_errors=True)
     say(ctx, f"  GPS for the LSTM optimizer on {obj.name}: {cfg.iterations} iterations of "
@@ -261,11 +248,10 @@ def learned_policy(problem, cfg, seed, ctx, *, x0_seed=200):
     pol, log = _resuming(lambda: nn_trainer.train(
         obj.net, (obj.inputs, obj.labels), x0, cfg, seed=seed, map_fn=ctx.map_fn,
         checkpoint_dir=checkpoint, callback=callback), checkpoint)
-    arrays = {k: np.asarray(v, dtype=float) for k, v in log._asdict().items()}
-    io.save_arrays(path + "_log", arrays, {"kind": "lstm_gps_log"})
-    lstm_policy.save(path, pol, data=obj.description, seed=seed, x0_seed=x0_seed)
+    found = _store(path, pol, log, "lstm_gps_log", lstm_policy.save, data=obj.description,
+                   seed=seed, x0_seed=x0_seed)
     _discard(checkpoint)
-    return pol, arrays
+    return found
 
 
 def run_job(job):
