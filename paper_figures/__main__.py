@@ -33,7 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from paper_figures import DESCRIPTIONS, FIGURES, _cache, _claims, _preflight, _train
+from paper_figures import DESCRIPTIONS, FIGURES, _cache, _claims, _cli, _preflight, _train
 
 PROG = "python -m paper_figures"
 DESCRIPTION = """Regenerates the papers' figures, meta-training included: OUT/NAME.png, .pdf, .json
@@ -42,15 +42,9 @@ once and an interrupted run resumes (one run at a time per OUT). Paper 2's figur
 `python -m lto_ref.data info` says which sets are found."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):                       # one line and exit code 2, no usage dump
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def _parse(argv):
     width = max(map(len, FIGURES))
-    p = _Parser(prog=PROG, description=DESCRIPTION,
+    p = _cli.Parser(prog=PROG, description=DESCRIPTION,
                 epilog="figures (default: all):\n" + "\n".join(
                     f"  {n:<{width}}  {d}" for n, d in DESCRIPTIONS.items()),
                 formatter_class=argparse.RawDescriptionHelpFormatter)

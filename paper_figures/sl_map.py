@@ -33,7 +33,7 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 
 from lto_ref import supervised
-from paper_figures import _preflight, _sl_map, _sl_map_plot, _train
+from paper_figures import _cli, _preflight, _sl_map, _sl_map_plot, _train
 
 __all__ = ["Row", "Grid", "FULL", "QUICK", "cells", "compute", "main"]
 
@@ -138,18 +138,12 @@ def compute(grid, families, ctx, jobs):
                    "symmetric": grid.sl.symmetric, "H": grid.sl.H}, "rows": rows}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):                       # one line and exit code 2, no usage dump
-        _usage_error(message)
-
-
 def _usage_error(message):
-    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(2)
+    _cli.usage_error(PROG, message)
 
 
 def _parse(argv):
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n", 1)[1],
+    p = _cli.Parser(prog=PROG, description=__doc__.split("\n\n", 1)[1],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a tiny grid (under a minute)")
     p.add_argument("--out", default="figures", help="output folder (default ./figures)")

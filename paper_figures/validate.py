@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 from lto_ref import gps, metrics, objectives, optimizers
-from paper_figures import _paper1, _protocol, _settings, _train
+from paper_figures import _cli, _paper1, _protocol, _settings, _train
 
 __all__ = ["FIGURES", "configure", "evaluate", "evaluate_supervised", "evaluate_2d", "main"]
 
@@ -125,14 +125,8 @@ def _print_table(table, cfg):
           f"{table['learned']['below_gd_momentum_cg']:.0%}")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):                       # one line and exit code 2, no usage dump
-        _usage_error(message)
-
-
 def _usage_error(message):
-    print(f"python -m paper_figures.validate: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    _cli.usage_error("python -m paper_figures.validate", message)
 
 
 def _figures():
@@ -145,7 +139,7 @@ def _figures():
 
 
 def _parse(argv):
-    p = _Parser(prog="python -m paper_figures.validate", description=__doc__,
+    p = _cli.Parser(prog="python -m paper_figures.validate", description=__doc__,
                 epilog=f"figures:\n{_figures()}",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("figure", choices=FIGURES, metavar="FIGURE", help="one of the figures below")
