@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 
-from lto_ref import benchmark, io, l2l, lstm_policy, nn_features, optimizers
-from lto_ref.gps import coordinatewise
+from lto_ref import benchmark, io, l2l, lstm_policy, optimizers
+from lto_ref.gps import coordinatewise, nn_trainer
 from paper_figures import _cache, _paper2, _train
 
-__all__ = ["Config", "make", "evaluate", "kept_iteration", "METHODS"]
+__all__ = ["Config", "make", "evaluate", "METHODS"]
 
 METHODS = ("learned",) + _paper2.BASELINES + ("l2l",)
 TESTS = ("tfd", "cifar10", "cifar100")
@@ -147,16 +147,6 @@ def _prefix(result, steps):
             its[keep], source)
 
 
-def kept_iteration(policy_cost, select_cost, gps_cfg):
-    """The iteration (0-based) whose policy ``nn_trainer.train`` returned: the lowest
-    select_cost (I,) with ``gps_cfg.select_runs``, else the lowest policy_cost (I,), non-finite
-    values never chosen; the last with ``keep="last"``."""
-    if gps_cfg.keep == "last":
-        return len(policy_cost) - 1
-    score = np.asarray(select_cost if gps_cfg.select_runs else policy_cost, dtype=float)
-    return int(np.argmin(np.where(np.isfinite(score), score, np.inf)))
-
-
 def compute(cfg, ctx):
     """Curves {data set: (methods, K, S)}, divergence flags, the training logs and the claims."""
     spec, tuned, gps_log, l2l_log = _spec(cfg, ctx)
@@ -179,16 +169,15 @@ def compute(cfg, ctx):
     arrays["gps_policy_cost"] = np.asarray(gps_log["policy_cost"], dtype=float)
     arrays["gps_select_cost"] = np.asarray(gps_log.get("select_cost", np.full(
         len(arrays["gps_policy_cost"]), np.nan)), dtype=float)
-    kept = kept_iteration(arrays["gps_policy_cost"], arrays["gps_select_cost"], cfg.gps)
+    kept = nn_trainer.kept_iteration(arrays["gps_policy_cost"], arrays["gps_select_cost"],
+                                     cfg.gps)
     arrays["gps_controller_cost"] = np.asarray(gps_log["controller_cost"], dtype=float)
     from paper_figures import _claims_paper2
     claims = _claims_paper2.figure(cfg.figure, {n: arrays[f"{n}_curves"] for n in cfg.tests},
                                    METHODS)
     meta = {"methods": list(METHODS), "tests": list(cfg.tests), "sources": sources,
             "tuned": tuned, "claims": claims, "gps_kept": kept,
-            "features": cfg.gps.features.describe(),
-            "short_features": ("paper's features" if cfg.gps.features == nn_features.PAPER
-                               else "scale-free features")}
+            "features": cfg.gps.features.describe()}
     return {"arrays": arrays, "meta": meta}
 
 

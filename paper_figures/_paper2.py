@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lto_ref import data, nets, optimizers, rollout
+from lto_ref import data, nets, nn_features, optimizers, rollout
 
 __all__ = ["BASELINES", "LABELS", "COLOURS", "Problem", "Objective", "objective", "stream",
            "start", "tune_baselines", "run_methods", "panels"]
@@ -121,6 +121,11 @@ def run_methods(problem, obj, methods, seeds, report=None):
             {k: np.array(v) for k, v in stopped.items()}, its)
 
 
+def _short(features):
+    """The legend's name of an ``nn_features.Features.describe`` phrase."""
+    return "paper's features" if features == nn_features.PAPER.describe() else "scale-free features"
+
+
 def panels(axes, result, bold, widths=(1.8, 1.2)):
     """One panel per data set of ``result``: the mean true objective of every method over the
     runs (a diverged run leaves a gap; values above 3 × the loss at x⁽⁰⁾ leave the axes), the
@@ -133,8 +138,8 @@ def panels(axes, result, bold, widths=(1.8, 1.2)):
         ax.set_yscale("log")               # before the limits: a linear autoscale may go below 0
         for k, method in enumerate(meta["methods"]):
             shown = np.where(mean[k] <= top, mean[k], np.nan)
-            label = LABELS[method] + (f" ({meta['short_features']})" if method == "learned"
-                                      and "short_features" in meta else "")
+            label = LABELS[method] + (f" ({_short(meta['features'])})" if method == "learned"
+                                      and "features" in meta else "")
             ax.plot(a["its"], shown, color=COLOURS[method], label=label,
                     lw=widths[0] if method == bold else widths[1])
         ax.set_ylim(top=top)

@@ -260,11 +260,26 @@ def test_selection_on_fresh_runs_keeps_the_iteration_with_their_lowest_mean_cost
             z = z + u
         total.append(s)
     np.testing.assert_allclose(log.select_cost[i], np.mean(total), rtol=1e-9)
+    assert nn_trainer.kept_iteration(log.policy_cost, log.select_cost, cfg) == i
     for a, b in zip(best.cells + best.outs, cut.cells + cut.outs):
         for u, v in zip(a, b):
             np.testing.assert_array_equal(u, v)
     with pytest.raises(ValueError, match="select_runs"):
         dataclasses.replace(cfg, select_runs=-1)
+
+
+def test_the_kept_iteration_follows_the_trainers_rule_on_a_hand_made_log():
+    """The lowest selection score when there is one, else the lowest logged cost; non-finite
+    never kept; the last with keep="last" or when nothing is finite."""
+    import dataclasses
+    from lto_ref.gps import nn_trainer
+    policy = np.array([140.0, 125.0, np.nan, 130.0])
+    select = np.array([139.0, 133.0, 128.0, np.inf])
+    chosen = dataclasses.replace(CFG, select_runs=3)
+    assert nn_trainer.kept_iteration(policy, select, chosen) == 2
+    assert nn_trainer.kept_iteration(policy, select, CFG) == 1
+    assert nn_trainer.kept_iteration(policy, select, dataclasses.replace(chosen, keep="last")) == 3
+    assert nn_trainer.kept_iteration(policy, np.full(4, np.nan), chosen) == 3
 
 
 def test_selection_follows_the_fresh_runs_score_not_the_logged_cost(monkeypatch):

@@ -1,12 +1,12 @@
 """Paper 2's Figures 1–5: the claims on hand-made curves, and the evaluation grid through a
 process pool equals the serial one."""
 import concurrent.futures
-import dataclasses
+import json
 
 import numpy as np
 import pytest
 
-from paper_figures import _claims_paper2 as C, _learned
+from paper_figures import _claims, _claims_paper2 as C, _learned
 
 METHODS = list(_learned.METHODS)
 
@@ -165,23 +165,24 @@ def test_panels_keep_a_positive_log_axis_for_curves_near_zero():
     assert 0 < low < curve.min() and high == pytest.approx(3 * curve[0])
     assert [h.get_label() for h in ax.get_lines()] == ["learned optimizer", "SGD"]
     plt.close(fig)
-    result["meta"]["short_features"] = "scale-free features"
+    result["meta"]["features"] = "gradients over √Σg² (111a), (115a)"
     fig, ax = plt.subplots()
     _paper2.panels([ax], result, "learned")
     assert [h.get_label() for h in ax.get_lines()] == [
         "learned optimizer (scale-free features)", "SGD"]
     plt.close(fig)
+    from lto_ref import nn_features
+    result["meta"]["features"] = nn_features.PAPER.describe()
+    fig, ax = plt.subplots()
+    _paper2.panels([ax], result, "learned")
+    assert ax.get_lines()[0].get_label() == "learned optimizer (paper's features)"
+    plt.close(fig)
 
 
-def test_the_kept_iteration_is_the_one_the_trainer_returns():
-    """Against the trainer's rule written out: the lowest selection score when there is one,
-    else the lowest logged cost; non-finite never kept; "last" keeps the last."""
-    from lto_ref.gps import coordinatewise
-    policy = np.array([140.0, 125.0, np.nan, 130.0])
-    select = np.array([139.0, 133.0, 128.0, np.inf])
-    chosen = coordinatewise.Config(select_runs=3)
-    assert _learned.kept_iteration(policy, select, chosen) == 2
-    assert _learned.kept_iteration(policy, select,
-                                   dataclasses.replace(chosen, select_runs=0)) == 1
-    assert _learned.kept_iteration(policy, select,
-                                   dataclasses.replace(chosen, keep="last")) == 3
+def test_claims_state_the_features_of_paper_2s_figures(tmp_path):
+    assert _claims.features(str(tmp_path)) is None
+    for name, quick, text in (("fig1_logistic", False, "not paper 2's"), ("paper2_fig3", True,
+                              "the quick one"), ("paper2_fig1", False, "the full one")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"quick": quick, "features": text}))
+    assert _claims.features(str(tmp_path)) == "the full one"
+    assert _claims.features(str(tmp_path), quick=True) == "the quick one"

@@ -167,7 +167,7 @@ def train(net, data, x0, config=coordinatewise.Config(), seed=0, *, map_fn=map,
     def step(tracked):
         st, row = coordinatewise.iteration_step(tracked.gps, net, data, x0, config, seed,
                                                 map_fn=map_fn)
-        score = row.select_cost if config.select_runs else row.policy_cost
+        score = _score(row.policy_cost, row.select_cost, config)
         better = np.isfinite(score) and (tracked.best_cost is None or score < tracked.best_cost)
         best, best_cost = ((st.policy, float(score)) if better
                            else (tracked.best, tracked.best_cost))
@@ -177,3 +177,19 @@ def train(net, data, x0, config=coordinatewise.Config(), seed=0, *, map_fn=map,
     if config.keep == "last" or state.best is None:
         return state.gps.policy, trainer.stack_rows(rows)
     return state.best, trainer.stack_rows(rows)
+
+
+def _score(policy_cost, select_cost, config):
+    """What "best" minimises: the selection runs' mean with ``config.select_runs``, else the
+    logged run's Σ_t f."""
+    return select_cost if config.select_runs else policy_cost
+
+
+def kept_iteration(policy_cost, select_cost, config):
+    """The iteration (0-based) whose policy ``train`` returned, from its log's policy_cost and
+    select_cost (I,): the first lowest finite score, or the last iteration with
+    ``keep="last"`` or when no score is finite."""
+    score = np.asarray(_score(policy_cost, select_cost, config), dtype=float)
+    if config.keep == "last" or not np.isfinite(score).any():
+        return len(score) - 1
+    return int(np.argmin(np.where(np.isfinite(score), score, np.inf)))
